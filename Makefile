@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make run` (whole stack on the embedded default) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+# Tests run on the real services of this machine (DESIGN.md §7); override to use others.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gxbackend
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test lint bench install migrate clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the API (:3001), devnet, one submitter and the projector, on SQLite + local memory. Ctrl-C stops all.
+run: $(STAMP)
+	DEBUG=true $(PY) manage.py migrate --noinput
+	DEBUG=true $(PY) manage.py run_stack
+
+## test: ruff, then pytest on PostgreSQL and Redis.
+test: $(STAMP) lint
+	DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+## bench: every benchmark in bench/, each printing ratios measured side by side (not part of `make test`).
+bench: $(STAMP)
+	@set -e; for script in bench/*.py; do \
+		echo "== $$script"; \
+		DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) $$script; \
+	done
+
+clean:
+	rm -rf var/ .pytest_cache .ruff_cache

@@ -1,0 +1,136 @@
+"""Users, their profiles and KYC submissions.
+
+``User`` is the login (email + password); ``UserProfile`` shares its UUID primary key and is the read model the
+API serves (``id`` in every response is this UUID). The profile's ``status`` follows DESIGN.md §2:
+REGISTERED → PENDING_KYC_REVIEW → APPROVED_PENDING_ONCHAIN → ACTIVE ↔ FROZEN, or KYC_REJECTED (may resubmit).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
+        if not email:
+            raise ValueError("email is required")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: object) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        return self.get(email__iexact=username)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField(max_length=254, unique=True, help_text="stored lower-cased")
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(auto_now_add=True)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("email"), name="identity_user_email_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def role(self) -> str:
+        return "admin" if self.is_staff else "user"
+
+
+class ProfileStatus(models.TextChoices):
+    REGISTERED = "REGISTERED"
+    PENDING_KYC_REVIEW = "PENDING_KYC_REVIEW"
+    APPROVED_PENDING_ONCHAIN = "APPROVED_PENDING_ONCHAIN"
+    ACTIVE = "ACTIVE"
+    FROZEN = "FROZEN"
+    KYC_REJECTED = "KYC_REJECTED"
+
+
+class UserProfile(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE,
+                                related_name="profile")
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField()
+    nationality = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2, upper case")
+    phone = models.CharField(max_length=16, blank=True, default="", help_text="E.164")
+    status = models.CharField(max_length=32, choices=ProfileStatus.choices, default=ProfileStatus.REGISTERED,
+                              db_index=True)
+    onchain_registered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name} <{self.user.email}>"
+
+    @property
+    def id(self):
+        return self.user_id
+
+    @property
+    def onchain_user_id(self) -> str:
+        """The chaincode's userID: the UUID in hex, 32 characters, no dashes (CHAINCODE.md)."""
+        return self.user_id.hex
+
+
+class KycStatus(models.TextChoices):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class DocumentType(models.TextChoices):
+    PASSPORT = "PASSPORT"
+    NATIONAL_ID = "NATIONAL_ID"
+    DRIVERS_LICENSE = "DRIVERS_LICENSE"
+
+
+class KycSubmission(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    profile = models.ForeignKey(UserProfile, on_delete=models.CASCADE, related_name="kyc_submissions")
+    document_type = models.CharField(max_length=20, choices=DocumentType.choices)
+    document_number = models.CharField(max_length=64)
+    issuing_country = models.CharField(max_length=2)
+    expiry_date = models.DateField()
+    document_sha256 = models.CharField(max_length=64)
+    biometric_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=KycStatus.choices, default=KycStatus.PENDING)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="kyc_reviews")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["submitted_at"]
+        constraints = [
+            # One pending submission per profile, enforced by the database (the API answers 409).
+            models.UniqueConstraint(fields=["profile"], condition=models.Q(status="PENDING"),
+                                    name="identity_kyc_one_pending_per_profile"),
+        ]
+        indexes = [models.Index(fields=["status", "submitted_at"], name="identity_kyc_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"KYC {self.document_type} of {self.profile_id} ({self.status})"

@@ -1,0 +1,67 @@
+"""The outbox: commands for the chain, written in the caller's transaction and submitted by run_submitter.
+
+A row's life: PENDING (claimable when ``next_attempt_at`` has passed and no earlier command of the same
+aggregate is unfinished) → SUBMITTED (endorsed; tx id and signed envelope stored *before* Submit) →
+COMMITTED (VALID) or FAILED (chaincode error, final validation code, or ``max_attempts`` reached:
+``dead_lettered``). A lease (``locked_by``, ``locked_until``) says which submitter works on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class CommandType(models.TextChoices):
+    CREATE_USER = "CREATE_USER"
+    TRANSFER = "TRANSFER"
+    FREEZE_WALLET = "FREEZE_WALLET"
+    UNFREEZE_WALLET = "UNFREEZE_WALLET"
+
+
+class CommandStatus(models.TextChoices):
+    PENDING = "PENDING"
+    SUBMITTED = "SUBMITTED"
+    COMMITTED = "COMMITTED"
+    FAILED = "FAILED"
+
+
+UNFINISHED = (CommandStatus.PENDING, CommandStatus.SUBMITTED)
+
+
+class OutboxCommand(models.Model):
+    # The primary key is the enqueue order: per-aggregate order compares it. Clients see `command_id`.
+    id = models.BigAutoField(primary_key=True)
+    command_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    command_type = models.CharField(max_length=32, choices=CommandType.choices)
+    aggregate_id = models.CharField(max_length=64, help_text="the user the command is about (order key)")
+    payload = models.JSONField()
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    request_id = models.CharField(max_length=128, blank=True, default="")
+    requested_by = models.ForeignKey("identity.User", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="outbox_commands")
+    status = models.CharField(max_length=16, choices=CommandStatus.choices, default=CommandStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=10)
+    next_attempt_at = models.DateTimeField()
+    locked_by = models.CharField(max_length=128, blank=True, default="")
+    locked_until = models.DateTimeField(null=True, blank=True)
+    tx_id = models.CharField(max_length=64, blank=True, default="")
+    signed_envelope = models.BinaryField(null=True, blank=True)
+    block_number = models.BigIntegerField(null=True, blank=True)
+    validation_code = models.CharField(max_length=64, blank=True, default="")
+    chaincode_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+    dead_lettered = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    committed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.command_type} {self.command_id} ({self.status})"
