@@ -1,0 +1,58 @@
+"""Gunicorn settings for svc-identity (one pod = 2 cores).
+
+Sync-style threaded workers: 2 processes x 4 threads. Timeouts stay below the pod's 30 s grace period.
+Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must be set in the environment *before* gunicorn
+starts (so every worker imports prometheus_client in multiprocess mode); the directory is wiped when the
+master starts and a dead worker's live gauges are dropped in ``child_exit``.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:3001")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "20"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+keepalive = 5
+max_requests = 5000
+max_requests_jitter = 500
+# The access log is written by gxbackend's RequestIdMiddleware as JSON; gunicorn's own is off.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
+wsgi_app = "gxbackend.wsgi:application"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Workers write their Python bytecode nowhere (read-only root filesystem); temporary files go to /tmp.
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/tmp")  # noqa: S108 - an emptyDir in the pod
+
+
+def on_starting(server):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        # Empty it rather than remove it: in the pod it is an emptyDir mount point.
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+
+    # Fail fast, with the one-line message, before forking workers that would each fail the same way.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gxbackend.settings")
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        import django
+
+        django.setup()
+    except ImproperlyConfigured as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        sys.exit(2)
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
