@@ -1,0 +1,91 @@
+"""A signed transaction proposal: evaluate it (query) or endorse it (first step of a submit)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from fabric_protos.common import common_pb2
+from fabric_protos.gateway import gateway_pb2
+from fabric_protos.peer import proposal_pb2
+
+from fabric_client._rpc import ClientContext
+from fabric_client.errors import EndorseError, EvaluateError
+from fabric_client.transaction import Transaction, prepared_transaction
+
+
+class Proposal:
+    """A proposal (``gateway.ProposedTransaction``) bound to a gateway connection.
+
+    Built by ``Contract.new_proposal`` and signed at once when the gateway has a signer; otherwise sign
+    :meth:`digest` offline and rebuild it with ``Gateway.proposal_from_bytes(bytes, signature)``.
+    A proposal is accepted by peers for about 15 minutes after it was built (their timestamp window):
+    store endorsed transactions, never proposals.
+    """
+
+    def __init__(
+        self, context: ClientContext, proposed: gateway_pb2.ProposedTransaction, channel: str | None = None
+    ) -> None:
+        self._context = context
+        self._proposed = proposed
+        if channel is None:  # rebuilt from bytes: the channel is inside the signed header
+            header = common_pb2.Header.FromString(
+                proposal_pb2.Proposal.FromString(proposed.proposal.proposal_bytes).header
+            )
+            channel = common_pb2.ChannelHeader.FromString(header.channel_header).channel_id
+        self.channel: str = channel
+
+    @property
+    def transaction_id(self) -> str:
+        return self._proposed.transaction_id
+
+    @property
+    def endorsing_organizations(self) -> Sequence[str]:
+        return tuple(self._proposed.endorsing_organizations)
+
+    def bytes(self) -> bytes:
+        """Serialized ``gateway.ProposedTransaction`` (with its signature, once signed)."""
+        return self._proposed.SerializeToString()
+
+    def digest(self) -> bytes:
+        """SHA-256 of the proposal bytes: what the signature covers."""
+        return hashlib.sha256(self._proposed.proposal.proposal_bytes).digest()
+
+    @property
+    def signed(self) -> bool:
+        return bool(self._proposed.proposal.signature)
+
+    def _signed_proposal(self) -> proposal_pb2.SignedProposal:
+        if not self.signed:
+            self._proposed.proposal.signature = self._context.sign(self.digest())
+        return self._proposed.proposal
+
+    def evaluate(self, *, timeout: float | None = None) -> bytes:
+        """Run the transaction on one peer without ordering it; return the chaincode's result bytes."""
+        request = gateway_pb2.EvaluateRequest(
+            transaction_id=self.transaction_id,
+            channel_id=self.channel,
+            proposed_transaction=self._signed_proposal(),
+            target_organizations=self._proposed.endorsing_organizations,
+        )
+        response = self._context.stub.evaluate(
+            request, timeout if timeout is not None else self._context.timeouts.evaluate, EvaluateError
+        )
+        return response.result.payload
+
+    def endorse(self, *, timeout: float | None = None) -> Transaction:
+        """Collect endorsements; return the prepared transaction, signed when the gateway has a signer."""
+        request = gateway_pb2.EndorseRequest(
+            transaction_id=self.transaction_id,
+            channel_id=self.channel,
+            proposed_transaction=self._signed_proposal(),
+            endorsing_organizations=self._proposed.endorsing_organizations,
+        )
+        response = self._context.stub.endorse(
+            request, timeout if timeout is not None else self._context.timeouts.endorse, EndorseError
+        )
+        prepared = prepared_transaction(self.transaction_id, response.prepared_transaction)
+        transaction = Transaction(self._context, prepared)
+        if self._context.signer is not None:
+            transaction.sign()
+        return transaction

@@ -1,0 +1,90 @@
+"""ECDSA signing exactly as Fabric peers verify it.
+
+Every signed artefact is signed as ``sign(SHA-256(message))``: the caller hands over the 32-byte digest and the
+signer produces a DER ``SEQUENCE{r, s}`` over it without hashing again. Fabric rejects signatures whose ``s`` is
+in the upper half of the curve order ("low-S" rule, as in Bitcoin), and ``cryptography`` does not normalise, so
+about half of its raw signatures would fail with a misleading "access denied"; :func:`to_low_s` fixes that.
+
+A signer is any callable ``(digest: bytes) -> bytes``; pass your own (an HSM, a remote signing service) for
+offline signing, or use :class:`EcdsaSigner` for a PKCS#8 PEM key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+Signer = Callable[[bytes], bytes]
+"""Signs a SHA-256 digest and returns a DER ECDSA signature with low S."""
+
+CURVE_ORDERS: dict[str, int] = {
+    "secp256r1": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    "secp384r1": int(
+        "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973", 16
+    ),
+}
+
+_PREHASHED_SHA256 = ec.ECDSA(Prehashed(hashes.SHA256()))
+
+
+def curve_order(curve: ec.EllipticCurve) -> int:
+    """The group order ``n`` of a curve Fabric supports (P-256, P-384)."""
+    try:
+        return CURVE_ORDERS[curve.name]
+    except KeyError:
+        raise ValueError(f"unsupported curve {curve.name}: Fabric MSPs accept P-256 and P-384") from None
+
+
+def to_low_s(signature: bytes, order: int) -> bytes:
+    """Return ``signature`` (DER) with ``s`` replaced by ``n - s`` when ``s > n/2``."""
+    r, s = decode_dss_signature(signature)
+    if s > order // 2:
+        return encode_dss_signature(r, order - s)
+    return signature
+
+
+def is_low_s(signature: bytes, order: int) -> bool:
+    """True when the DER signature's ``s`` is at most ``n/2`` (what peers require)."""
+    _, s = decode_dss_signature(signature)
+    return s <= order // 2
+
+
+class EcdsaSigner:
+    """Signs SHA-256 digests with an EC private key (P-256 or P-384), DER encoded, low S."""
+
+    __slots__ = ("_key", "_order")
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self._key = private_key
+        self._order = curve_order(private_key.curve)
+
+    @classmethod
+    def from_pem(cls, pem: bytes, password: bytes | None = None) -> EcdsaSigner:
+        """Load a PKCS#8 (or SEC1) PEM private key."""
+        key = serialization.load_pem_private_key(pem, password=password)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("Fabric client keys must be EC private keys")
+        return cls(key)
+
+    @classmethod
+    def from_pem_file(cls, path: str | os.PathLike[str], password: bytes | None = None) -> EcdsaSigner:
+        """Load the key from a PEM file (e.g. ``FABRIC_KEY_PATH``)."""
+        return cls.from_pem(Path(path).read_bytes(), password)
+
+    @property
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._key.public_key()
+
+    def __call__(self, digest: bytes) -> bytes:
+        if len(digest) != 32:
+            raise ValueError("expected a 32-byte SHA-256 digest")
+        return to_low_s(self._key.sign(digest, _PREHASHED_SHA256), self._order)
