@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from gxbackend.testing import free_port  # noqa: F401 - re-exported for tests: `from conftest import free_port`
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ def gateway_from_settings():
     Raises ``ImproperlyConfigured`` naming the setting when a credential file is missing.
     """
     from fabric_client.gateway import Timeouts, connect
-
     from fabric_client.identity import X509Identity
     from fabric_client.signing import EcdsaSigner
 

@@ -176,6 +176,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
+if DEBUG:
+    # Development serves the admin's files from the app directories (finders); the folder only has to exist.
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # --- REST framework -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -236,10 +239,15 @@ FABRIC_COMMIT_STATUS_TIMEOUT = env_float("FABRIC_COMMIT_STATUS_TIMEOUT", 60.0, m
 
 # --- Workers --------------------------------------------------------------------------------------------
 OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 32, minimum=1, maximum=1000)
-OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 60, minimum=5)
+OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 60, minimum=2)  # renewed every third of it
 OUTBOX_MAX_IN_FLIGHT = env_int("OUTBOX_MAX_IN_FLIGHT", 32, minimum=1, maximum=512)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
 OUTBOX_POLL_INTERVAL = env_float("OUTBOX_POLL_INTERVAL", 1.0, minimum=0.01)
+# Retry delay = min(max, base * 2**(attempts-1)), jittered to 50–100 % of that (outbox.services.backoff_seconds).
+OUTBOX_BACKOFF_BASE_SECONDS = env_float("OUTBOX_BACKOFF_BASE_SECONDS", 1.0, minimum=0.01)
+OUTBOX_BACKOFF_MAX_SECONDS = env_float("OUTBOX_BACKOFF_MAX_SECONDS", 300.0, minimum=0.01)
+# On SIGTERM the submitter waits this long for in-flight commands, then hands their leases back (< pod grace).
+OUTBOX_SHUTDOWN_GRACE_SECONDS = env_float("OUTBOX_SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0.0)
 SUBMITTER_METRICS_PORT = env_int("SUBMITTER_METRICS_PORT", 9090, minimum=0, maximum=65535)
 PROJECTOR_METRICS_PORT = env_int("PROJECTOR_METRICS_PORT", 9091, minimum=0, maximum=65535)
 WORKER_METRICS_HOST = env_str("WORKER_METRICS_HOST", "0.0.0.0")  # noqa: S104 - pods are scraped from outside

@@ -1,0 +1,84 @@
+"""Helpers for tests and benchmarks that run real processes (gunicorn, workers) on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url: str, *, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback URLs built by tests
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for_http(url: str, *, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    """Polls ``url`` until it answers at all (any status); fails early if ``process`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            http_get(url, timeout=1.0)
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def stop_process(process: subprocess.Popen, *, timeout: float = 20.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@contextlib.contextmanager
+def running_gunicorn(
+    env: dict[str, str], *, workers: int = 2, threads: int = 1, port: int | None = None,
+    multiproc_dir: Path | None = None, stdout=None,
+) -> Iterator[str]:
+    """Runs the API under gunicorn with deploy/gunicorn.conf.py; yields its base URL."""
+    port = port or free_port()
+    env = dict(env, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS=str(workers),
+               GUNICORN_THREADS=str(threads))
+    if multiproc_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and config
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
+        cwd=ROOT, env=env, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.STDOUT if stdout else None,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/health", process=process)
+        yield base
+    finally:
+        stop_process(process)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)

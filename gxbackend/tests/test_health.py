@@ -1,0 +1,74 @@
+"""/livez, /health and /readyz as DESIGN.md §5 defines them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+from gxbackend.health import CheckResult, register_readiness_check
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.django_db
+
+
+def test_livez_and_health_answer_200(api_client):
+    assert api_client.get("/livez").json() == {"status": "ok"}
+    assert api_client.get("/health").status_code == 200
+
+
+def test_readyz_is_200_when_database_and_cache_answer(api_client, settings):
+    response = api_client.get("/readyz")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["cache"]["ok"] is True  # tests run with REDIS_URL set
+
+
+def test_a_failing_registered_check_makes_readyz_503_naming_it(api_client, monkeypatch):
+    from gxbackend import health
+
+    monkeypatch.setattr(health, "_checks", dict(health._checks))
+    register_readiness_check("projection_lag", lambda: CheckResult(False, "projector is 250 blocks behind"))
+    response = api_client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["projection_lag"] == {"ok": False, "detail": "projector is 250 blocks behind"}
+    assert "projection_lag" in body["message"]
+
+
+def probe_in_process(base_env: dict[str, str], env_changes: dict[str, str]) -> dict[str, tuple[int, dict]]:
+    """Starts a separate Django process with the given environment and probes it with the test client."""
+    env = dict(base_env, **env_changes)
+    code = (
+        "import json, django; django.setup()\n"
+        "from django.test import Client\n"
+        "c = Client()\n"
+        "print(json.dumps({p: [r.status_code, r.json()] for p in ('/livez', '/readyz') for r in [c.get(p)]}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return {path: tuple(value) for path, value in json.loads(result.stdout.splitlines()[-1]).items()}
+
+
+def test_readyz_is_503_naming_the_database_when_it_is_unreachable_and_livez_stays_200(subprocess_env):
+    closed = free_port()
+    probes = probe_in_process(subprocess_env, {"DATABASE_URL": f"postgres://postgres@127.0.0.1:{closed}/gx"})
+    assert probes["/livez"][0] == 200
+    status, body = probes["/readyz"]
+    assert status == 503
+    assert body["checks"]["database"]["ok"] is False
+    assert "database" in body["message"]
+
+
+def test_readyz_is_503_naming_the_cache_when_redis_is_unreachable(subprocess_env):
+    closed = free_port()
+    probes = probe_in_process(subprocess_env, {"REDIS_URL": f"redis://127.0.0.1:{closed}/0"})
+    status, body = probes["/readyz"]
+    assert status == 503
+    assert body["checks"]["cache"]["ok"] is False
+    assert body["checks"]["database"]["ok"] is True

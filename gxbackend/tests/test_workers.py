@@ -1,0 +1,76 @@
+"""The worker base: one unit of work at a time, a stop flag, and /livez /readyz /metrics on its port."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from gxbackend.testing import http_get
+from gxbackend.workers import WorkerCommand
+
+pytestmark = pytest.mark.django_db
+
+
+class CountingWorker(WorkerCommand):
+    worker_name = "counting"
+    idle_seconds = 30.0
+
+    def __init__(self, work_items: int) -> None:
+        super().__init__()
+        self.remaining = work_items
+        self.units = 0
+        self.ready = (True, "leader")
+
+    def run_unit(self) -> bool:
+        self.units += 1
+        if self.remaining:
+            self.remaining -= 1
+            return True
+        return False
+
+    def is_ready(self):
+        return self.ready
+
+
+def test_it_calls_the_unit_again_at_once_while_it_finds_work_and_returns_when_idle_once():
+    worker = CountingWorker(work_items=5)
+    worker.loop(once=True)
+    assert worker.units == 6  # five with work, one that found nothing
+
+
+def test_a_stop_request_wakes_the_idle_sleep_promptly():
+    worker = CountingWorker(work_items=0)
+    thread = threading.Thread(target=worker.loop)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    worker.stopping.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2, "idle sleep of 30 s was cut short by the stop flag"
+
+
+def test_its_http_port_answers_livez_readyz_and_metrics(settings):
+    settings.WORKER_METRICS_HOST = "127.0.0.1"
+    worker = CountingWorker(work_items=0)
+    worker.start_metrics_server(0)
+    port = worker.metrics_server.server_address[1]
+    try:
+        status, body = http_get(f"http://127.0.0.1:{port}/livez")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 200 and json.loads(body)["detail"] == "leader"
+
+        worker.ready = (False, "standby: waiting for the leader lock")
+        status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 503 and "standby" in json.loads(body)["detail"]
+
+        worker.heartbeat -= settings.WORKER_HEARTBEAT_TIMEOUT + 1  # the loop is stuck
+        status, _ = http_get(f"http://127.0.0.1:{port}/livez")
+        assert status == 503
+
+        status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and b"# TYPE" in body
+    finally:
+        worker.metrics_server.shutdown()
