@@ -1,0 +1,13 @@
+"""Devnet: a Fabric Gateway test network in one Python process (see :mod:`fabric_client.devnet.server`).
+
+    from fabric_client.devnet import DevnetServer
+    with DevnetServer(tmp_path, port=0, block_timeout=0.05) as devnet:
+        gateway = devnet.connect()
+        contract = gateway.network(devnet.channel).contract(devnet.chaincode, "IdentityContract")
+
+Command line: ``python -m fabric_client.devnet --data-dir var/devnet`` (prints the FABRIC_* variables).
+"""
+
+from fabric_client.devnet.server import CHAINCODE, CHANNEL, MSP_ID, DevnetServer
+
+__all__ = ["CHAINCODE", "CHANNEL", "MSP_ID", "DevnetServer"]
