@@ -99,7 +99,6 @@ if DATABASE_URL:
     # A fresh connection per request was measured 5.6x slower here: keep connections, health-checked.
     _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 300, minimum=0)
     _db["CONN_HEALTH_CHECKS"] = True
-    _db["TEST"] = {"NAME": env_str("DB_TEST_NAME")}
     DATABASES = {"default": _db}
 else:
     if not DEBUG:
@@ -253,6 +252,13 @@ PROJECTOR_METRICS_PORT = env_int("PROJECTOR_METRICS_PORT", 9091, minimum=0, maxi
 WORKER_METRICS_HOST = env_str("WORKER_METRICS_HOST", "0.0.0.0")  # noqa: S104 - pods are scraped from outside
 WORKER_HEARTBEAT_TIMEOUT = env_float("WORKER_HEARTBEAT_TIMEOUT", 60.0, minimum=1.0)
 PROJECTION_LAG_THRESHOLD_BLOCKS = env_int("PROJECTION_LAG_THRESHOLD_BLOCKS", 100, minimum=0)
+# Projector knobs (projector/worker.py): chain-height poll, retry backoff after a failure, standby lock poll,
+# and the age after which /readyz calls the stored chain height stale (still used, flagged in the message).
+PROJECTOR_HEIGHT_POLL_SECONDS = env_float("PROJECTOR_HEIGHT_POLL_SECONDS", 5.0, minimum=0.05)
+PROJECTOR_RETRY_BASE_SECONDS = env_float("PROJECTOR_RETRY_BASE_SECONDS", 1.0, minimum=0.01)
+PROJECTOR_RETRY_MAX_SECONDS = env_float("PROJECTOR_RETRY_MAX_SECONDS", 30.0, minimum=0.01)
+PROJECTOR_STANDBY_POLL_SECONDS = env_float("PROJECTOR_STANDBY_POLL_SECONDS", 2.0, minimum=0.05)
+PROJECTOR_HEIGHT_STALE_SECONDS = env_float("PROJECTOR_HEIGHT_STALE_SECONDS", 120.0, minimum=1.0)
 
 # --- Logging: one JSON line per event on stdout ---------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
