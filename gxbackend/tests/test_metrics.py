@@ -47,5 +47,5 @@ def test_counts_add_up_across_two_gunicorn_workers(subprocess_env, tmp_path):
         assert status == 200
         text = body.decode()
         writers = {path.name.split("_")[-1] for path in multiproc.glob("counter_*.db")}
-    assert len(writers) == 2, "both workers served requests and wrote their samples"
+    assert len(writers) >= 2, "more than one process wrote samples"
     assert sample(text, "http_requests_total", method="GET", route="livez", status="200") == 40
