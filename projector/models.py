@@ -28,6 +28,21 @@ class Checkpoint(models.Model):
         return f"{self.name} @ block {self.block_number}"
 
 
+class ProjectedBlock(models.Model):
+    """When this database first applied a block: the block time of its read-model rows.
+
+    The ChaincodeEvents stream carries no block timestamp, so ``Transaction.block_time`` and
+    ``UserProfile.onchain_registered_at`` use the time the block was first applied here. The row survives
+    ``rebuild_projections``, so a rebuild writes the same times as the incremental run did.
+    """
+
+    block_number = models.BigIntegerField(primary_key=True)
+    applied_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"block {self.block_number} applied {self.applied_at:%Y-%m-%d %H:%M:%S}"
+
+
 class Wallet(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE,
                                 related_name="wallet")
@@ -66,7 +81,11 @@ class Transaction(models.Model):
             # Handlers upsert on this key, so replaying a block changes nothing.
             models.UniqueConstraint(fields=["tx_id", "kind", "wallet"], name="projector_tx_unique_per_kind"),
         ]
-        indexes = [models.Index(fields=["wallet", "-block_number", "-id"], name="projector_tx_wallet_idx")]
+        indexes = [
+            # GET /users/:id/transactions: newest first per wallet (cursor on id), optionally by kind.
+            models.Index(fields=["wallet", "-id"], name="projector_tx_wallet_idx"),
+            models.Index(fields=["wallet", "kind", "-id"], name="projector_tx_wallet_kind_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount_qirat} ({self.tx_id[:12]})"

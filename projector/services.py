@@ -1,0 +1,346 @@
+"""Apply a block of chain events to the read models, and everything else that writes projector state.
+
+:func:`apply_block` is the unit of the projector (STYLE.md convention 11): in **one** database transaction it
+locks the checkpoint row, drops events already applied, folds the rest through :mod:`projector.handlers`,
+writes the effects with a few bulk statements (PostgreSQL: ``unnest`` arrays, one round trip per table, no
+round trip per event) and advances the checkpoint. A crash anywhere before COMMIT leaves the read models and
+the checkpoint exactly as they were; the block is read again on restart.
+
+Checkpoint semantics are those of the Fabric SDK checkpointer: ``(block_number, transaction_id)`` where
+``transaction_id`` is empty after a whole block (resume at ``block_number``) or names the last applied
+transaction of ``block_number`` (resume after it), which happens only when a malformed event stopped the
+projector in the middle of a block: the events before it are applied, the malformed one and everything after
+wait. Lag is ``height - block_number`` blocks (newest block ``height - 1`` minus the last fully applied one).
+
+Test-only crash hook: with ``DEBUG`` on, ``GX_PROJECTOR_CRASH_AT=<point>:<block>`` makes the process kill
+itself with SIGKILL while applying that block, at ``mid_block`` (wallets written, transaction rows not yet) or
+``before_commit`` (everything written including the checkpoint, COMMIT not yet sent). Production ignores it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from fabric_client.events import ChaincodeEvent, ChaincodeEventBlock
+from identity.models import ProfileStatus, User, UserProfile
+from projector import metrics
+from projector.handlers import BlockEffects, MalformedEvent, fold_event
+from projector.models import Checkpoint, ProjectedBlock, Transaction, Wallet
+
+logger = logging.getLogger("projector")
+
+CHECKPOINT_NAME = "gxcc"
+CRASH_ENV = "GX_PROJECTOR_CRASH_AT"
+
+
+@dataclass
+class ApplyResult:
+    """What :func:`apply_block` did. ``malformed`` is set when it stopped at a malformed event."""
+
+    block_number: int
+    applied: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    already_applied: bool = False
+    malformed: MalformedEvent | None = None
+    checkpoint: tuple[int, str] = (0, "")
+
+
+def lag_blocks(*, height: int | None, block_number: int) -> int | None:
+    """Blocks the read models are behind the chain tip; ``None`` when the height is unknown."""
+    if height is None:
+        return None
+    return max(0, height - block_number)
+
+
+def get_checkpoint(name: str = CHECKPOINT_NAME) -> Checkpoint:
+    checkpoint, _ = Checkpoint.objects.get_or_create(name=name)
+    return checkpoint
+
+
+# -- the unit of work --------------------------------------------------------------------------------------
+def apply_block(block: ChaincodeEventBlock, *, name: str = CHECKPOINT_NAME) -> ApplyResult:
+    """Applies the not yet applied events of ``block`` and advances the checkpoint, in one transaction.
+
+    Returns what was done; on a malformed event the events before it are committed with a checkpoint right
+    before it, the error is stored on the checkpoint, and ``result.malformed`` is set (the caller backs off and
+    retries). Any other exception rolls everything back and propagates.
+    """
+    started = time.perf_counter()
+    result = ApplyResult(block.block_number)
+    with transaction.atomic():
+        Checkpoint.objects.get_or_create(name=name)
+        checkpoint = Checkpoint.objects.select_for_update().get(name=name)
+        events = _pending_events(block, checkpoint)
+        if events is None:
+            result.already_applied = True
+            result.checkpoint = (checkpoint.block_number, checkpoint.transaction_id)
+            return result
+        effects = BlockEffects(block.block_number)
+        last_tx = ""
+        for event in events:
+            try:
+                fold_event(effects, event)
+            except MalformedEvent as exc:
+                result.malformed = exc
+                break
+            last_tx = event.transaction_id
+        now = timezone.now()
+        if effects.wallets or effects.profiles or effects.transactions:
+            block_time = _block_time(block.block_number, now)
+            _write_effects(effects, block_time, now)
+        if result.malformed is None:
+            checkpoint.block_number, checkpoint.transaction_id = block.block_number + 1, ""
+            checkpoint.error, checkpoint.error_tx_id, checkpoint.error_since = "", "", None
+        else:
+            if last_tx:
+                checkpoint.block_number, checkpoint.transaction_id = block.block_number, last_tx
+            elif checkpoint.block_number < block.block_number:
+                # Nothing of this block applied yet: resume at it (blocks in between had no events).
+                checkpoint.block_number, checkpoint.transaction_id = block.block_number, ""
+            _set_error(checkpoint, result.malformed.event.transaction_id, str(result.malformed), now)
+        if events:
+            checkpoint.last_event_at = now
+        checkpoint.save(update_fields=["block_number", "transaction_id", "last_event_at", "error", "error_tx_id",
+                                       "error_since", "updated_at"])
+        _maybe_crash("before_commit", block.block_number)
+    result.applied = effects.applied
+    result.skipped = effects.skipped
+    result.checkpoint = (checkpoint.block_number, checkpoint.transaction_id)
+    metrics.PROCESSING_DURATION.observe(time.perf_counter() - started)
+    metrics.EVENTS_PROCESSED.labels("success").inc(effects.applied)
+    for event_name, count in effects.skipped.items():
+        metrics.EVENTS_PROCESSED.labels("skipped").inc(count)
+        metrics.EVENTS_SKIPPED.labels(event_name).inc(count)
+    metrics.CHECKPOINT_BLOCK.set(checkpoint.block_number)
+    if result.malformed is not None:
+        metrics.EVENTS_PROCESSED.labels("failed").inc()
+    return result
+
+
+def _pending_events(block: ChaincodeEventBlock, checkpoint: Checkpoint) -> list[ChaincodeEvent] | None:
+    """The events of ``block`` not yet applied, or ``None`` when the whole block is behind the checkpoint."""
+    if block.block_number < checkpoint.block_number:
+        return None
+    events = list(block.events)
+    if block.block_number == checkpoint.block_number and checkpoint.transaction_id:
+        # The gateway already skips up to the checkpoint transaction; do it again in case a stream did not.
+        tx_ids = [e.transaction_id for e in events]
+        if checkpoint.transaction_id in tx_ids:
+            events = events[tx_ids.index(checkpoint.transaction_id) + 1:]
+    return events
+
+
+def _set_error(checkpoint: Checkpoint, tx_id: str, message: str, now: datetime) -> None:
+    if checkpoint.error_tx_id != tx_id or not checkpoint.error_since:
+        checkpoint.error_since = now
+    checkpoint.error, checkpoint.error_tx_id = message[:2000], tx_id
+
+
+def record_failure(*, tx_id: str, message: str, name: str = CHECKPOINT_NAME) -> None:
+    """Stores why the projector is stuck (a handler crashed; its transaction was rolled back)."""
+    with transaction.atomic():
+        Checkpoint.objects.get_or_create(name=name)
+        checkpoint = Checkpoint.objects.select_for_update().get(name=name)
+        _set_error(checkpoint, tx_id, message, timezone.now())
+        checkpoint.save(update_fields=["error", "error_tx_id", "error_since", "updated_at"])
+    metrics.EVENTS_PROCESSED.labels("failed").inc()
+
+
+def store_chain_height(height: int, *, name: str = CHECKPOINT_NAME) -> Checkpoint:
+    """Stores the polled chain height (read by the API's /readyz, which never calls Fabric)."""
+    Checkpoint.objects.get_or_create(name=name)
+    Checkpoint.objects.filter(name=name).update(chain_height=height, chain_height_at=timezone.now())
+    checkpoint = Checkpoint.objects.get(name=name)
+    metrics.BLOCKCHAIN_HEIGHT.set(height)
+    metrics.LAG_BLOCKS.set(lag_blocks(height=height, block_number=checkpoint.block_number) or 0)
+    return checkpoint
+
+
+def reset_projections(*, name: str = CHECKPOINT_NAME) -> None:
+    """Empties every read model the projector writes and rewinds the checkpoint to block 0, atomically.
+
+    Profiles the projector moved on-chain (ACTIVE, FROZEN) go back to APPROVED_PENDING_ONCHAIN; replaying the
+    chain brings them back. ``ProjectedBlock`` is kept so replayed rows get the same block times.
+    """
+    with transaction.atomic():
+        Transaction.objects.all().delete()
+        Wallet.objects.all().delete()
+        UserProfile.objects.filter(status__in=[ProfileStatus.ACTIVE, ProfileStatus.FROZEN]).update(
+            status=ProfileStatus.APPROVED_PENDING_ONCHAIN, onchain_registered_at=None, updated_at=timezone.now())
+        Checkpoint.objects.get_or_create(name=name)
+        Checkpoint.objects.filter(name=name).update(block_number=0, transaction_id="", error="", error_tx_id="",
+                                                    error_since=None, last_event_at=None)
+
+
+# -- bulk writes -------------------------------------------------------------------------------------------
+def _block_time(block_number: int, now: datetime) -> datetime:
+    """The block's time: when this database first applied it (the event stream carries no timestamp)."""
+    block, _ = ProjectedBlock.objects.get_or_create(block_number=block_number, defaults={"applied_at": now})
+    return block.applied_at
+
+
+def _local_users(onchain_ids: Iterable[str]) -> dict[str, uuid.UUID]:
+    """On-chain ids (UUID hex, CHAINCODE.md) that belong to a local user, mapped to the user's UUID."""
+    candidates: dict[str, uuid.UUID] = {}
+    for onchain_id in onchain_ids:
+        if len(onchain_id) == 32:
+            try:
+                candidates[onchain_id] = uuid.UUID(hex=onchain_id)
+            except ValueError:
+                continue
+    if not candidates:
+        return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {User._meta.db_table} WHERE id = ANY(%s::uuid[])",  # noqa: S608
+                           [list(candidates.values())])
+            existing = {row[0] for row in cursor.fetchall()}
+    else:
+        existing = set(User.objects.filter(id__in=candidates.values()).values_list("id", flat=True))
+    return {onchain_id: pk for onchain_id, pk in candidates.items() if pk in existing}
+
+
+def _write_effects(effects: BlockEffects, block_time: datetime, now: datetime) -> None:
+    touched = set(effects.wallets) | set(effects.profiles) | {row.user_id for row in effects.transactions}
+    users = _local_users(touched)
+    unknown = touched - users.keys()
+    if unknown:
+        # Not an error of the chain: a user registered by another backend has no profile here.
+        logger.warning("block %s: %d on-chain user(s) without a local user, their effects are left out",
+                       effects.block_number, len(unknown), extra={"block": effects.block_number})
+        metrics.UNKNOWN_USERS.labels("any").inc(len(unknown))
+    if connection.vendor == "postgresql":
+        _write_wallets_pg(effects, users, now)
+        _maybe_crash("mid_block", effects.block_number)
+        _write_profiles_pg(effects, users, block_time, now)
+        _write_transactions_pg(effects, users, block_time, now)
+    else:
+        _write_generic(effects, users, block_time, now)
+
+
+def _write_wallets_pg(effects: BlockEffects, users: dict[str, uuid.UUID], now: datetime) -> None:
+    ids, balances, frozen, reasons = [], [], [], []
+    for onchain_id, change in effects.wallets.items():
+        if onchain_id in users:
+            ids.append(users[onchain_id])
+            balances.append(change.balance)
+            frozen.append(change.frozen)
+            reasons.append(change.frozen_reason)
+    if not ids:
+        return
+    table = Wallet._meta.db_table
+    with connection.cursor() as cursor:
+        # Two statements instead of one upsert: EXCLUDED cannot tell "not changed" (NULL) from a value.
+        cursor.execute(
+            f"""INSERT INTO {table} (user_id, balance_qirat, frozen, frozen_reason, created_at, updated_at)
+                SELECT u, 0, false, '', %s, %s FROM unnest(%s::uuid[]) AS t(u)
+                ON CONFLICT (user_id) DO NOTHING""",  # noqa: S608
+            [now, now, ids],
+        )
+        cursor.execute(
+            f"""UPDATE {table} AS w SET balance_qirat = COALESCE(t.b, w.balance_qirat),
+                       frozen = COALESCE(t.f, w.frozen), frozen_reason = COALESCE(t.r, w.frozen_reason),
+                       updated_at = %s
+                FROM unnest(%s::uuid[], %s::bigint[], %s::boolean[], %s::text[]) AS t(u, b, f, r)
+                WHERE w.user_id = t.u""",  # noqa: S608
+            [now, ids, balances, frozen, reasons],
+        )
+
+
+def _write_profiles_pg(effects: BlockEffects, users: dict[str, uuid.UUID], block_time: datetime,
+                       now: datetime) -> None:
+    ids, statuses, registered = [], [], []
+    for onchain_id, change in effects.profiles.items():
+        if onchain_id in users:
+            ids.append(users[onchain_id])
+            statuses.append(change.status)
+            registered.append(change.registered)
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {UserProfile._meta.db_table} AS p SET status = t.s,
+                       onchain_registered_at = CASE WHEN t.r THEN %s ELSE p.onchain_registered_at END,
+                       updated_at = %s
+                FROM unnest(%s::uuid[], %s::text[], %s::boolean[]) AS t(u, s, r)
+                WHERE p.user_id = t.u""",  # noqa: S608
+            [block_time, now, ids, statuses, registered],
+        )
+
+
+def _write_transactions_pg(effects: BlockEffects, users: dict[str, uuid.UUID], block_time: datetime,
+                           now: datetime) -> None:
+    wallets, kinds, amounts, fees, counterparties, remarks, tx_ids = [], [], [], [], [], [], []
+    for row in effects.transactions:
+        pk = users.get(row.user_id)
+        if pk is None:
+            continue
+        wallets.append(pk)
+        kinds.append(row.kind)
+        amounts.append(row.amount)
+        fees.append(row.fee)
+        counterparties.append(row.counterparty_id)
+        remarks.append(row.remark)
+        tx_ids.append(row.tx_id)
+    if not wallets:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {Transaction._meta.db_table} (wallet_id, kind, amount_qirat, fee_qirat, counterparty_id,
+                       remark, tx_id, block_number, block_time, created_at)
+                SELECT w, k, a, f, c, r, x, %s, %s, %s
+                FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])
+                     AS t(w, k, a, f, c, r, x)
+                ON CONFLICT (tx_id, kind, wallet_id) DO NOTHING""",  # noqa: S608
+            [effects.block_number, block_time, now, wallets, kinds, amounts, fees, counterparties, remarks, tx_ids],
+        )
+
+
+def _write_generic(effects: BlockEffects, users: dict[str, uuid.UUID], block_time: datetime,
+                   now: datetime) -> None:
+    """SQLite (``make run``): the same effects through the ORM, a statement per row."""
+    for onchain_id, change in effects.wallets.items():
+        if onchain_id not in users:
+            continue
+        wallet, _ = Wallet.objects.get_or_create(user_id=users[onchain_id])
+        if change.balance is not None:
+            wallet.balance_qirat = change.balance
+        if change.frozen is not None:
+            wallet.frozen = change.frozen
+        if change.frozen_reason is not None:
+            wallet.frozen_reason = change.frozen_reason
+        wallet.save()
+    _maybe_crash("mid_block", effects.block_number)
+    for onchain_id, change in effects.profiles.items():
+        if onchain_id not in users:
+            continue
+        fields: dict[str, object] = {"status": change.status, "updated_at": now}
+        if change.registered:
+            fields["onchain_registered_at"] = block_time
+        UserProfile.objects.filter(user_id=users[onchain_id]).update(**fields)
+    Transaction.objects.bulk_create(
+        [Transaction(wallet_id=users[r.user_id], kind=r.kind, amount_qirat=r.amount, fee_qirat=r.fee,
+                     counterparty_id=r.counterparty_id, remark=r.remark, tx_id=r.tx_id,
+                     block_number=effects.block_number, block_time=block_time)
+         for r in effects.transactions if r.user_id in users],
+        ignore_conflicts=True,
+    )
+
+
+def _maybe_crash(point: str, block_number: int) -> None:
+    """The documented test-only crash hook (see the module docstring)."""
+    wanted = os.environ.get(CRASH_ENV)
+    if wanted and settings.DEBUG and wanted == f"{point}:{block_number}":
+        logger.warning("crash hook %s: SIGKILL at %s of block %s", wanted, point, block_number)
+        os.kill(os.getpid(), signal.SIGKILL)
