@@ -62,9 +62,7 @@ class Command(BaseCommand):
 
     def _start_devnet(self, env: dict[str, str]) -> None:
         host, _, port = settings.FABRIC_PEER_ENDPOINT.rpartition(":")
-        data_dir = Path(settings.VAR_DIR) / "devnet"
-        process = self._spawn("devnet", [sys.executable, "-m", "fabric_client.devnet", "--data-dir", str(data_dir),
-                                         "--host", host or "127.0.0.1", "--port", port], env)
+        process = self._spawn("devnet", [sys.executable, "manage.py", "run_devnet"], env)
         deadline = time.monotonic() + 60
         cert, key = Path(settings.FABRIC_CERT_PATH), Path(settings.FABRIC_KEY_PATH)
         while not (cert.exists() and key.exists() and _port_open(host or "127.0.0.1", int(port))):
