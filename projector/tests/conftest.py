@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import itertools
 import json
+import time
 from typing import Any
 
 import pytest
@@ -63,3 +64,99 @@ def frozen(user_id: str, reason: str = "suspicious activity") -> ChaincodeEvent:
 
 def unfrozen(user_id: str) -> ChaincodeEvent:
     return event("WalletUnfrozen", {"v": 1, "userId": user_id})
+
+
+# -- devnet ------------------------------------------------------------------------------------------------
+class Chain:
+    """Submits GX transactions to devnet directly with fabric_client (what the outbox would do)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.gateway = server.connect()
+        self.network = self.gateway.network(server.channel)
+        self.identity = self.network.contract(server.chaincode, "IdentityContract")
+        self.tokenomics = self.network.contract(server.chaincode, "TokenomicsContract")
+
+    def create_user(self, user: Any, nationality: str = "NG") -> dict:
+        bio = hashlib.sha256(user.pk.bytes).hexdigest()
+        return json.loads(self.identity.submit("CreateUser", user.pk.hex, bio, nationality, "30"))
+
+    def create_users(self, users: list[Any], nationality: str = "NG") -> None:
+        from fabric_client.devnet.load import submit_many
+
+        statuses = submit_many(self.identity, [
+            ("CreateUser", [u.pk.hex, hashlib.sha256(u.pk.bytes).hexdigest(), nationality, "30"]) for u in users])
+        assert all(s.successful for s in statuses)
+
+    def transfer(self, sender: Any, recipient: Any, amount: int, *, key: str = "", remark: str = "rent") -> dict:
+        return json.loads(self.tokenomics.submit("TransferWithFees", sender.pk.hex, recipient.pk.hex, str(amount),
+                                                 "", remark, key))
+
+    def freeze(self, user: Any, reason: str = "suspicious activity") -> None:
+        self.tokenomics.submit("FreezeWallet", user.pk.hex, reason)
+
+    def unfreeze(self, user: Any) -> None:
+        self.tokenomics.submit("UnfreezeWallet", user.pk.hex)
+
+    def height(self) -> int:
+        return self.network.chain_info().height
+
+    def close(self) -> None:
+        self.gateway.close()
+
+
+@pytest.fixture
+def devnet(tmp_path, settings):
+    """An in-process devnet with short blocks; Django's FABRIC_* settings point at it."""
+    from fabric_client.devnet import DevnetServer
+
+    server = DevnetServer(tmp_path / "devnet", port=0, block_timeout=0.05, block_size=50).start()
+    for name, value in server.env().items():
+        setattr(settings, name, value)
+    settings.FABRIC_TLS_CA_PATH = None
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def chain(devnet):
+    chain = Chain(devnet)
+    yield chain
+    chain.close()
+
+
+@pytest.fixture
+def projector(chain):
+    """An in-process projector on the devnet (the unit run_projector loops over)."""
+    from projector.worker import Projector
+
+    worker = Projector(network_factory=lambda: chain.network, chaincode=chain.server.chaincode, wait_timeout=0.2)
+    yield worker
+    worker.close()
+
+
+def catch_up(worker: Any, chain: Chain, *, timeout: float = 30.0) -> None:
+    """Steps the projector until its checkpoint reaches the chain height (bounded wait, no timing asserted)."""
+    from projector.services import get_checkpoint
+
+    deadline = time.monotonic() + timeout
+    height = chain.height()
+    while time.monotonic() < deadline:
+        worker.step()
+        if get_checkpoint().block_number >= height:
+            return
+    raise AssertionError(f"projector did not reach height {height}: {get_checkpoint()} ({worker.last_error})")
+
+
+def snapshot() -> dict[str, list]:
+    """Everything the projector writes, in a comparable form."""
+    from identity.models import UserProfile
+    from projector.models import Transaction, Wallet
+
+    return {
+        "profiles": sorted(UserProfile.objects.values_list("user_id", "status", "onchain_registered_at")),
+        "wallets": sorted(Wallet.objects.values_list("user_id", "balance_qirat", "frozen", "frozen_reason")),
+        "transactions": sorted(Transaction.objects.values_list(
+            "wallet_id", "kind", "amount_qirat", "fee_qirat", "counterparty_id", "remark", "tx_id", "block_number",
+            "block_time")),
+    }
