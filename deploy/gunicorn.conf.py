@@ -1,6 +1,9 @@
 """Gunicorn settings for svc-identity (one pod = 2 cores).
 
-Sync-style threaded workers: 2 processes x 4 threads. Timeouts stay below the pod's 30 s grace period.
+Threaded workers sized for a pod with a 2-core limit: 2 processes x 4 threads. Password hashing (argon2)
+is CPU-bound and releases the GIL, so two processes keep both cores busy while the threads cover database
+and cache waits. Timeouts stay below the pod's grace period (deploy/k8s/base/svc-identity.yaml:
+terminationGracePeriodSeconds 40 = preStop sleep 5 + graceful_timeout 20 + margin).
 Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must be set in the environment *before* gunicorn
 starts (so every worker imports prometheus_client in multiprocess mode); the directory is wiped when the
 master starts and a dead worker's live gauges are dropped in ``child_exit``.
@@ -25,6 +28,9 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
 wsgi_app = "gxbackend.wsgi:application"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn >= 25.1 opens a control socket under $HOME/.gunicorn by default: with a read-only root filesystem
+# (and HOME=/nonexistent in the image) that write would fail, and nothing in the pod uses gunicornc.
+control_socket_disable = True
 # Workers write their Python bytecode nowhere (read-only root filesystem); temporary files go to /tmp.
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/tmp")  # noqa: S108 - an emptyDir in the pod
 
