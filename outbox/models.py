@@ -55,6 +55,7 @@ class OutboxCommand(models.Model):
     error_message = models.TextField(blank=True, default="")
     result = models.JSONField(null=True, blank=True)
     dead_lettered = models.BooleanField(default=False)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -62,6 +63,27 @@ class OutboxCommand(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # run_submitter's claim query: unfinished rows due now, oldest first (outbox.services.outbox_claim).
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="outbox_claimable_idx",
+                condition=models.Q(status__in=["PENDING", "SUBMITTED"]),
+            ),
+            # run_submitter's per-aggregate order check: "is an earlier command of this aggregate unfinished?"
+            # (the NOT EXISTS of outbox_claim), and outbox_status's queue depth / oldest pending age.
+            models.Index(
+                fields=["aggregate_id", "id"],
+                name="outbox_unfinished_agg_idx",
+                condition=models.Q(status__in=["PENDING", "SUBMITTED"]),
+            ),
+            # outbox_status and the outbox_dead_letters gauge: the dead letters, newest first.
+            models.Index(
+                fields=["-updated_at"],
+                name="outbox_dead_letter_idx",
+                condition=models.Q(dead_lettered=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.command_type} {self.command_id} ({self.status})"

@@ -1,15 +1,152 @@
-"""Writes of the outbox: enqueue (inside the caller's transaction)."""
+"""Writes of the outbox: enqueue (inside the caller's transaction), claim into leases, record outcomes, requeue.
+
+Every write a submitter makes about a command it is working on is *fenced* by its lease: the update carries
+``locked_by=<worker>``, so once a lease was taken over (it expired and another submitter claimed the row) the
+old holder's late writes change nothing and it stops (``LeaseLost``).
+"""
 
 from __future__ import annotations
 
+import random
+import re
 import uuid
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from outbox.models import CommandType, OutboxCommand
+from gxbackend.exceptions import ValidationFailed
+from outbox.models import UNFINISHED, CommandStatus, CommandType, OutboxCommand
+
+NOTIFY_CHANNEL = "outbox_command"
+
+# --- payload validation (CHAINCODE.md formats: a bad payload is the caller's error, never a burned retry) ---
+_USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_BIOMETRIC = re.compile(r"[0-9a-f]{64}")
+_NATIONALITY = re.compile(r"[A-Z]{2}")
+_AGE = re.compile(r"0|[1-9][0-9]{0,2}")
+_AMOUNT = re.compile(r"[1-9][0-9]*")
+_RESERVED_IDS = {"SYSTEM_GENESIS_POOL"}
+
+#: Payload fields per command type: name → required. The chaincode call built from each is in submitter.py.
+PAYLOAD_FIELDS: dict[str, dict[str, bool]] = {
+    CommandType.CREATE_USER: {"user_id": True, "biometric_hash": True, "nationality": True, "age": True},
+    CommandType.TRANSFER: {"from_user_id": True, "to_user_id": True, "amount_qirat": True,
+                           "tx_type": False, "remark": False},
+    CommandType.FREEZE_WALLET: {"user_id": True, "reason": True},
+    CommandType.UNFREEZE_WALLET: {"user_id": True},
+}
+# The aggregate (the order key) is the user the command acts for: the sender of a transfer.
+_AGGREGATE_FIELD = {
+    CommandType.CREATE_USER: "user_id",
+    CommandType.TRANSFER: "from_user_id",
+    CommandType.FREEZE_WALLET: "user_id",
+    CommandType.UNFREEZE_WALLET: "user_id",
+}
+
+
+def _user_id_error(value: Any) -> str | None:
+    if not isinstance(value, str) or not _USER_ID.fullmatch(value) or value in _RESERVED_IDS:
+        return "Must be 1–64 characters of A-Z, a-z, 0-9, '_' or '-' (a user's id in hex)."
+    return None
+
+
+def _text_error(value: Any, *, minimum: int, maximum: int) -> str | None:
+    if not isinstance(value, str) or not minimum <= len(value) <= maximum:
+        return f"Must be a string of {minimum}–{maximum} characters."
+    return None
+
+
+def _integer_string(value: Any, pattern: re.Pattern[str]) -> str | None:
+    """``value`` as the chaincode's decimal string, or None when it is not an integer of that format."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        value = str(value)
+    if isinstance(value, str) and pattern.fullmatch(value):
+        return value
+    return None
+
+
+def validate_payload(command_type: str, aggregate_id: str, payload: Any) -> dict[str, Any]:
+    """Checks ``payload`` against the command type's chaincode formats; returns it normalised.
+
+    Normalised: integers become the decimal strings the chaincode takes (``age``, ``amount_qirat``) and
+    optional fields get their defaults. Raises :class:`ValidationFailed` with one message per bad field
+    (``fields`` keys are ``payload.<name>``).
+    """
+    try:
+        kind = CommandType(command_type)
+    except ValueError:
+        raise ValidationFailed(f"Unknown command type {command_type!r}.", fields={
+            "command_type": [f"Must be one of {', '.join(CommandType.values)}."]}) from None
+    if not isinstance(payload, dict):
+        raise ValidationFailed("The command payload must be an object.", fields={"payload": ["Must be an object."]})
+    spec = PAYLOAD_FIELDS[kind]
+    errors: dict[str, list[str]] = {}
+    for name, required in spec.items():
+        if required and name not in payload:
+            errors[f"payload.{name}"] = ["This field is required."]
+    for name in payload:
+        if name not in spec:
+            errors[f"payload.{name}"] = ["Unknown field."]
+    data = dict(payload)
+
+    def check(name: str, message: str | None) -> None:
+        if message and name in data:
+            errors.setdefault(f"payload.{name}", []).append(message)
+
+    if kind == CommandType.CREATE_USER:
+        check("user_id", _user_id_error(data.get("user_id")))
+        check("biometric_hash", None if isinstance(data.get("biometric_hash"), str)
+              and _BIOMETRIC.fullmatch(data["biometric_hash"]) else "Must be 64 lowercase hex characters (SHA-256).")
+        check("nationality", None if isinstance(data.get("nationality"), str)
+              and _NATIONALITY.fullmatch(data["nationality"]) else "Must be an ISO 3166-1 alpha-2 code in upper case.")
+        age = _integer_string(data.get("age"), _AGE)
+        if age is None or int(age) > 150:
+            check("age", "Must be an integer from 0 to 150.")
+        else:
+            data["age"] = age
+    elif kind == CommandType.TRANSFER:
+        data.setdefault("tx_type", "")
+        data.setdefault("remark", "")
+        check("from_user_id", _user_id_error(data.get("from_user_id")))
+        check("to_user_id", _user_id_error(data.get("to_user_id")))
+        amount = _integer_string(data.get("amount_qirat"), _AMOUNT)
+        if amount is None:
+            check("amount_qirat", "Must be a whole number of qirat, at least 1.")
+        else:
+            data["amount_qirat"] = amount
+        if data["tx_type"] not in ("", "P2P"):
+            check("tx_type", "Must be '' (automatic) or 'P2P'.")
+        check("remark", _text_error(data["remark"], minimum=0, maximum=140))
+        if "to_user_id" in data and data.get("to_user_id") == data.get("from_user_id"):
+            check("to_user_id", "Cannot transfer to the sender.")
+    elif kind == CommandType.FREEZE_WALLET:
+        check("user_id", _user_id_error(data.get("user_id")))
+        check("reason", _text_error(data.get("reason"), minimum=1, maximum=140))
+    else:
+        check("user_id", _user_id_error(data.get("user_id")))
+
+    field = _AGGREGATE_FIELD[kind]
+    if field in data and f"payload.{field}" not in errors and aggregate_id != data[field]:
+        errors["aggregate_id"] = [f"Must equal payload.{field} (commands are ordered per user)."]
+    if errors:
+        raise ValidationFailed("The command payload is invalid.", fields=errors)
+    return data
+
+
+# --- enqueue -------------------------------------------------------------------------------------------------
+def notify_submitters() -> None:
+    """Wake the submitters (PostgreSQL LISTEN/NOTIFY). Inside a transaction it is delivered at commit only,
+    and several in one transaction are delivered once; elsewhere submitters poll."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 def outbox_enqueue(
@@ -21,16 +158,198 @@ def outbox_enqueue(
     request_id: str = "",
     requested_by: Any = None,
 ) -> OutboxCommand:
-    """Adds a command for the chain; must run inside the caller's ``transaction.atomic()``."""
+    """Adds a command for the chain; must run inside the caller's ``transaction.atomic()``.
+
+    Payloads (ids are the profile UUID in hex; amounts are integers of qirat, as int or decimal string):
+    ``CREATE_USER {user_id, biometric_hash, nationality, age}``,
+    ``TRANSFER {from_user_id, to_user_id, amount_qirat, tx_type="", remark=""}`` (the row's idempotency key
+    becomes the chaincode's ``idempotencyKey``), ``FREEZE_WALLET {user_id, reason}``,
+    ``UNFREEZE_WALLET {user_id}``; ``aggregate_id`` is the user (the sender of a transfer).
+    Raises :class:`ValidationFailed` for a bad payload, so the caller's transaction rolls back.
+    """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_enqueue must be called inside the caller's transaction")
-    return OutboxCommand.objects.create(
+    data = validate_payload(str(command_type), aggregate_id, payload)
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
+        raise ValidationFailed("The idempotency key is invalid.",
+                               fields={"idempotency_key": ["Must be 1–128 characters."]})
+    command = OutboxCommand.objects.create(
         command_type=CommandType(command_type),
         aggregate_id=aggregate_id,
-        payload=payload,
+        payload=data,
         idempotency_key=idempotency_key or uuid.uuid4().hex,
         request_id=request_id,
         requested_by=requested_by,
         max_attempts=settings.OUTBOX_MAX_ATTEMPTS,
         next_attempt_at=timezone.now(),
     )
+    notify_submitters()
+    return command
+
+
+# --- claim and leases ------------------------------------------------------------------------------------
+class LeaseLost(Exception):
+    """Another submitter holds this command now: stop working on it, write nothing more."""
+
+
+def outbox_claim(*, worker_id: str, limit: int, lease_seconds: float | None = None) -> list[int]:
+    """Leases up to ``limit`` due commands to ``worker_id``, oldest first; returns their ids.
+
+    A command is due when it is unfinished, its ``next_attempt_at`` has passed, nobody holds a live lease on
+    it, and no earlier command of its aggregate is unfinished (per-user order: at most one command per user
+    is ever in flight). Rows another claimer has locked are skipped (SKIP LOCKED), and the transaction is
+    over before this returns: the lease, not a lock, says who works on a row. Each claim counts an attempt.
+    """
+    now = timezone.now()
+    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.OUTBOX_LEASE_SECONDS)
+    earlier_unfinished = OutboxCommand.objects.filter(
+        aggregate_id=OuterRef("aggregate_id"), id__lt=OuterRef("id"), status__in=UNFINISHED
+    )
+    with transaction.atomic():
+        ids = list(
+            OutboxCommand.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status__in=UNFINISHED, next_attempt_at__lte=now)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+            .filter(~Exists(earlier_unfinished))
+            .order_by("id")
+            .values_list("id", flat=True)[:limit]
+        )
+        if ids:
+            OutboxCommand.objects.filter(id__in=ids).update(
+                locked_by=worker_id, locked_until=now + lease, attempts=F("attempts") + 1, last_attempt_at=now,
+            )
+    return ids
+
+
+def outbox_renew_leases(*, worker_id: str, ids: Iterable[int], lease_seconds: float | None = None) -> set[int]:
+    """Extends this worker's leases on ``ids``; returns the ids it still holds (the others were taken over)."""
+    ids = list(ids)
+    if not ids:
+        return set()
+    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.OUTBOX_LEASE_SECONDS)
+    mine = OutboxCommand.objects.filter(id__in=ids, locked_by=worker_id, status__in=UNFINISHED)
+    held = set(mine.values_list("id", flat=True))
+    mine.update(locked_until=timezone.now() + lease)
+    return held
+
+
+def outbox_release(*, worker_id: str, ids: Iterable[int]) -> int:
+    """Hands leases back (graceful shutdown): the rows are claimable at once and the attempt is not counted.
+
+    A row already SUBMITTED keeps its tx id and envelope, so whoever claims it next resubmits the same bytes.
+    """
+    released = OutboxCommand.objects.filter(id__in=list(ids), locked_by=worker_id, status__in=UNFINISHED).update(
+        locked_by="", locked_until=None, attempts=F("attempts") - 1,
+    )
+    if released:
+        notify_submitters()
+    return released
+
+
+def _fenced(command_id: int, worker_id: str, **changes: Any) -> None:
+    changes.setdefault("updated_at", timezone.now())
+    if not OutboxCommand.objects.filter(id=command_id, locked_by=worker_id).update(**changes):
+        raise LeaseLost(f"command {command_id} is no longer leased to {worker_id}")
+
+
+# --- outcomes ----------------------------------------------------------------------------------------------
+def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
+    """Delay before the next attempt after ``attempts`` tries: exponential, capped, jittered to 50–100 %.
+
+    The jitter spreads retries of many rows that failed together (e.g. the peer was down) over time.
+    """
+    base = settings.OUTBOX_BACKOFF_BASE_SECONDS * (2 ** max(0, attempts - 1))
+    capped = min(settings.OUTBOX_BACKOFF_MAX_SECONDS, base)
+    return capped * (0.5 + 0.5 * (rng or random).random())
+
+
+def outbox_record_endorsed(*, command_id: int, worker_id: str, tx_id: str, envelope: bytes) -> None:
+    """Stores the tx id and the signed envelope *before* Submit, so a crash after this point resubmits the
+    same transaction instead of making a second one."""
+    _fenced(command_id, worker_id, status=CommandStatus.SUBMITTED, tx_id=tx_id, signed_envelope=envelope,
+            submitted_at=timezone.now(), validation_code="", block_number=None)
+
+
+def outbox_record_committed(
+    *, command_id: int, worker_id: str, block_number: int, result: Any
+) -> OutboxCommand:
+    """The tx id committed VALID: the command is done (and the next one of its aggregate becomes due)."""
+    _fenced(command_id, worker_id, status=CommandStatus.COMMITTED, block_number=block_number,
+            validation_code="VALID", result=result, committed_at=timezone.now(), error_message="",
+            locked_by="", locked_until=None)
+    notify_submitters()
+    return OutboxCommand.objects.get(id=command_id)
+
+
+def outbox_record_failed(
+    *, command_id: int, worker_id: str, error: str, chaincode_code: str = "", validation_code: str = "",
+    block_number: int | None = None, dead_letter: bool = False,
+) -> None:
+    """A final outcome: the chaincode said no (``chaincode_code``), the tx id committed with a final non-VALID
+    code, or the gateway refused for a reason no retry fixes (``dead_letter``: an operator must look)."""
+    changes: dict[str, Any] = {
+        "status": CommandStatus.FAILED, "error_message": error[:4000], "chaincode_code": chaincode_code,
+        "dead_lettered": dead_letter, "locked_by": "", "locked_until": None,
+    }
+    if validation_code:
+        changes.update(validation_code=validation_code, block_number=block_number)
+    _fenced(command_id, worker_id, **changes)
+    notify_submitters()
+
+
+def outbox_record_retry(
+    *, command_id: int, worker_id: str, error: str, new_transaction: bool, validation_code: str = "",
+    block_number: int | None = None,
+) -> bool:
+    """A transient failure: schedule the next attempt with backoff, or dead-letter after ``max_attempts``.
+
+    ``new_transaction``: the old tx id has a final non-VALID status (e.g. MVCC_READ_CONFLICT), so the next
+    attempt makes a new proposal; otherwise the stored envelope is kept and resubmitted. Returns True when
+    retried, False when dead-lettered.
+    """
+    command = OutboxCommand.objects.only("attempts", "max_attempts").get(id=command_id)
+    changes: dict[str, Any] = {"error_message": error[:4000], "locked_by": "", "locked_until": None}
+    if validation_code:
+        changes.update(validation_code=validation_code, block_number=block_number)
+    if new_transaction:
+        changes.update(status=CommandStatus.PENDING, tx_id="", signed_envelope=None)
+    if command.attempts >= command.max_attempts:
+        # A stored envelope stays on the row: an operator's requeue resumes it rather than doubling it.
+        changes.update(status=CommandStatus.FAILED, dead_lettered=True,
+                       error_message=f"gave up after {command.attempts} attempts: {error}"[:4000])
+        _fenced(command_id, worker_id, **changes)
+        notify_submitters()
+        return False
+    changes["next_attempt_at"] = timezone.now() + timedelta(seconds=backoff_seconds(command.attempts))
+    _fenced(command_id, worker_id, **changes)
+    return True
+
+
+def outbox_requeue(*, command_ids: Iterable[int] | None = None, failed: bool = False) -> int:
+    """Operators: give FAILED commands (``command_ids``, or every FAILED one with ``failed``) a fresh attempt
+    budget. One that still holds a tx id and envelope goes back to SUBMITTED and resumes with those bytes."""
+    rows = OutboxCommand.objects.filter(status=CommandStatus.FAILED)
+    if command_ids is not None:
+        rows = rows.filter(id__in=list(command_ids))
+    elif not failed:
+        return 0
+    now = timezone.now()
+    common = {"attempts": 0, "max_attempts": settings.OUTBOX_MAX_ATTEMPTS, "next_attempt_at": now,
+              "dead_lettered": False, "locked_by": "", "locked_until": None, "updated_at": now}
+    with transaction.atomic():
+        resumed = rows.exclude(tx_id="").filter(signed_envelope__isnull=False).exclude(
+            validation_code__in=["VALID", *FINAL_TX_CODES]
+        ).update(status=CommandStatus.SUBMITTED, **common)
+        fresh = rows.update(status=CommandStatus.PENDING, tx_id="", signed_envelope=None, chaincode_code="",
+                            **common)
+        notify_submitters()
+    return resumed + fresh
+
+
+#: Validation codes that burned a tx id: a requeue makes a new proposal rather than resubmitting it.
+FINAL_TX_CODES = (
+    "MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT", "ENDORSEMENT_POLICY_FAILURE", "BAD_CREATOR_SIGNATURE",
+    "BAD_PROPOSAL_TXID", "DUPLICATE_TXID", "INVALID_OTHER_REASON", "EXPIRED_CHAINCODE",
+    "CHAINCODE_VERSION_CONFLICT", "NOT_VALIDATED",
+)
+

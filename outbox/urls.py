@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from outbox.apis import CommandDetailApi
+
+urlpatterns = [
+    path("commands/<uuid:command_id>", CommandDetailApi.as_view(), name="command-detail"),
+]

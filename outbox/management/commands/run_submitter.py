@@ -1,0 +1,144 @@
+"""``manage.py run_submitter``: the outbox submitter (one process of the ``outbox-submitter`` Deployment).
+
+Loops over :meth:`Submitter.submit_once` (claim what fits into the free in-flight slots); when idle it waits
+for a PostgreSQL ``NOTIFY outbox_command`` (sent when a command is enqueued or finishes), for one of its own
+commands to finish, or for ``OUTBOX_POLL_INTERVAL`` (the polling fallback; the only wake-up on SQLite).
+SIGTERM: stop claiming, give in-flight commands ``OUTBOX_SHUTDOWN_GRACE_SECONDS``, hand back the leases of
+the rest, exit 0. Metrics, ``/livez`` and ``/readyz`` on ``SUBMITTER_METRICS_PORT``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from gxbackend.workers import WorkerCommand
+from outbox.selectors import outbox_stats
+from outbox.services import NOTIFY_CHANNEL
+from outbox.submitter import DEAD_LETTERS, OLDEST_PENDING, QUEUE_DEPTH, Fabric, Submitter
+
+logger = logging.getLogger("outbox.submitter")
+
+GAUGE_REFRESH_SECONDS = 2.0
+
+
+class Command(WorkerCommand):
+    help = "Submit outbox commands to Fabric (claims with leases, several in flight, exactly-once effect)."
+    worker_name = "outbox-submitter"
+    metrics_port_setting = "SUBMITTER_METRICS_PORT"
+
+    def setup(self, **options: Any) -> None:
+        self.idle_seconds = settings.OUTBOX_POLL_INTERVAL
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.listener = None
+        self.listen()
+        self.gauges_at = 0.0
+        self.fabric = Fabric.from_settings()
+        self.submitter = Submitter(
+            self.fabric,
+            worker_id=self.worker_id,
+            max_in_flight=settings.OUTBOX_MAX_IN_FLIGHT,
+            batch_size=settings.OUTBOX_BATCH_SIZE,
+            lease_seconds=settings.OUTBOX_LEASE_SECONDS,
+            wake=self.wake,
+        )
+        logger.info("submitter %s: %d in flight, lease %ss", self.worker_id, settings.OUTBOX_MAX_IN_FLIGHT,
+                    settings.OUTBOX_LEASE_SECONDS, extra={"worker_id": self.worker_id})
+
+    def run_unit(self) -> bool:
+        self.refresh_gauges()
+        return self.submitter.submit_once()
+
+    def on_stop(self) -> None:
+        submitter = getattr(self, "submitter", None)
+        if submitter is not None:
+            submitter.drain(settings.OUTBOX_SHUTDOWN_GRACE_SECONDS)
+        if getattr(self, "listener", None) is not None:
+            self.listener.close()
+        if getattr(self, "fabric", None) is not None:
+            self.fabric.gateway.close()
+
+    def is_ready(self) -> tuple[bool, str]:
+        if self.stopping.is_set():
+            return False, "stopping"
+        try:
+            connection.ensure_connection()
+        except Exception as exc:
+            return False, f"database: {type(exc).__name__}"
+        finally:
+            connection.close()
+        return True, "ok"
+
+    # -- wake-ups ------------------------------------------------------------------------------------------
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending anyway
+            os.write(self.wake_w, b"x")
+
+    def listen(self) -> None:
+        """LISTEN on a dedicated autocommit connection; on failure, polling alone keeps things moving."""
+        if connection.vendor != "postgresql":
+            return
+        import psycopg
+
+        params = {k: v for k, v in connection.get_connection_params().items()
+                  if k not in ("cursor_factory", "context", "prepare_threshold")}
+        try:
+            self.listener = psycopg.connect(**params, autocommit=True)
+            self.listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.Error as exc:
+            logger.warning("LISTEN unavailable, polling every %ss: %s", self.idle_seconds, exc)
+            self.listener = None
+
+    def sleep(self, seconds: float) -> None:
+        """Waits for a NOTIFY, a finished command of our own, a stop request, or ``seconds`` (polling)."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            fds = [self.wake_r]
+            if self.listener is not None:
+                fds.append(self.listener.fileno())
+            ready, _, _ = select.select(fds, [], [], min(self.sleep_slice, remaining))
+            self.beat()
+            if ready:
+                self.drain_wakeups()
+                return
+            self.submitter.renew_leases()
+
+    def drain_wakeups(self) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        if self.listener is not None:
+            try:
+                for _ in self.listener.notifies(timeout=0.0):
+                    pass
+            except Exception as exc:  # connection lost: reconnect; poll meanwhile
+                logger.warning("LISTEN connection lost (%s), reconnecting", exc)
+                self.listener.close()
+                self.listener = None
+                self.listen()
+
+    def refresh_gauges(self) -> None:
+        if time.monotonic() - self.gauges_at < GAUGE_REFRESH_SECONDS:
+            return
+        self.gauges_at = time.monotonic()
+        stats = outbox_stats()
+        QUEUE_DEPTH.set(stats.queue_depth)
+        OLDEST_PENDING.set(stats.oldest_pending_age_seconds)
+        DEAD_LETTERS.set(stats.dead_letters)

@@ -1,0 +1,331 @@
+"""The outbox submitter: one attempt at one leased command (:func:`process_command`), and the engine that
+claims commands into leases and keeps several of them in flight (:class:`Submitter`).
+
+Exactly-once effect (DESIGN.md §3, FABRIC_GATEWAY.md §4–5):
+
+- A command without a stored transaction gets a *fresh* signed proposal per attempt (a stored proposal goes
+  stale after 15 minutes), is endorsed, and its tx id and signed envelope are stored on the row **before**
+  Submit. A crash before that store loses only an endorsement that was never submitted.
+- A command with a stored envelope (a retry, a crash, a lease taken over) resubmits the *same bytes* — a
+  duplicate copy commits as DUPLICATE_TXID and changes nothing — and asks CommitStatus.
+- A new proposal (new tx id) is made only once the old tx id has a final non-VALID status
+  (MVCC_READ_CONFLICT / PHANTOM_READ_CONFLICT: retried; any other code: FAILED and dead-lettered).
+
+Error classes: a chaincode ``[CODE]`` error at endorsement → FAILED at once with the code (a business answer,
+not dead-lettered); UNAVAILABLE, DEADLINE_EXCEEDED, infrastructure ABORTED, commit-status timeouts and read
+conflicts → retried with exponential backoff and jitter, dead-lettered after ``max_attempts``; refusals no retry
+can fix (access denied, orderer 4xx, unbracketed chaincode failures) → FAILED and dead-lettered at once.
+
+Test-only crash hook: ``GX_SUBMITTER_CRASH_AT`` = ``before_store`` (endorsed, envelope not stored),
+``after_endorse`` (envelope stored, not submitted) or ``after_submit`` (submitted, commit status not asked)
+makes the process ``os._exit(137)`` at that point, like ``kill -9``. Never set it in a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from prometheus_client import Counter, Gauge, Histogram
+
+from fabric_client import EndorseError, SubmitError
+from fabric_client.errors import CommitStatusError
+from outbox.models import CommandStatus, CommandType, OutboxCommand
+from outbox.services import (
+    LeaseLost,
+    outbox_claim,
+    outbox_record_committed,
+    outbox_record_endorsed,
+    outbox_record_failed,
+    outbox_record_retry,
+    outbox_release,
+    outbox_renew_leases,
+)
+
+logger = logging.getLogger("outbox.submitter")
+
+CRASH_ENV = "GX_SUBMITTER_CRASH_AT"
+RETRY_AS_NEW_TRANSACTION = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
+
+PROCESSED = Counter(
+    "outbox_commands_processed_total",
+    "Command attempts by outcome: success (committed VALID), failed (final), retried (scheduled again).",
+    ["status"],
+)
+for _status in ("success", "failed", "retried"):
+    PROCESSED.labels(_status)
+DURATION = Histogram(
+    "outbox_processing_duration_seconds",
+    "Per committed command, seconds from enqueue to commit.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
+)
+QUEUE_DEPTH = Gauge("outbox_queue_depth", "Unfinished commands (PENDING or SUBMITTED).", multiprocess_mode="max")
+OLDEST_PENDING = Gauge("outbox_oldest_pending_age_seconds", "Age of the oldest unfinished command.",
+                       multiprocess_mode="max")
+DEAD_LETTERS = Gauge("outbox_dead_letters", "Dead-lettered commands waiting for an operator.",
+                     multiprocess_mode="max")
+IN_FLIGHT = Gauge("outbox_in_flight", "Commands this submitter is working on now.", multiprocess_mode="sum")
+
+
+def crash_point(name: str) -> None:
+    """Test-only: die here, without any cleanup, when GX_SUBMITTER_CRASH_AT names this point."""
+    if os.environ.get(CRASH_ENV) == name:
+        logger.warning("crash hook %s: exiting", name)
+        os._exit(137)
+
+
+def chaincode_call(command: OutboxCommand) -> tuple[str, list[str]]:
+    """The qualified chaincode function and its string arguments for a command (CHAINCODE.md)."""
+    p = command.payload
+    kind = CommandType(command.command_type)
+    if kind == CommandType.CREATE_USER:
+        return "IdentityContract:CreateUser", [p["user_id"], p["biometric_hash"], p["nationality"], str(p["age"])]
+    if kind == CommandType.TRANSFER:
+        return "TokenomicsContract:TransferWithFees", [
+            p["from_user_id"], p["to_user_id"], str(p["amount_qirat"]), p.get("tx_type", ""),
+            p.get("remark", ""), command.idempotency_key,
+        ]
+    if kind == CommandType.FREEZE_WALLET:
+        return "TokenomicsContract:FreezeWallet", [p["user_id"], p["reason"]]
+    return "TokenomicsContract:UnfreezeWallet", [p["user_id"]]
+
+
+@dataclass(frozen=True)
+class Fabric:
+    """What the submitter needs of ``fabric_client``: the gateway (to rebuild stored envelopes), the network
+    (commit status) and the GX chaincode (new proposals)."""
+
+    gateway: Any
+    network: Any
+    contract: Any
+
+    @classmethod
+    def from_settings(cls) -> Fabric:
+        from gxbackend.fabric import contract_from_settings, gateway_from_settings
+
+        gateway = gateway_from_settings()
+        return cls(gateway, gateway.network(settings.FABRIC_CHANNEL), contract_from_settings(gateway))
+
+
+def _decode_result(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode()) if raw else None
+    except (UnicodeDecodeError, ValueError):
+        return {"raw": raw.hex()}
+
+
+def _release_db() -> None:
+    # Several commands are in flight per process, each waiting about a block interval on Fabric: holding a
+    # connection per waiting thread would exhaust PostgreSQL's connection slots across replicas.
+    connection.close()
+
+
+def process_command(command_id: int, *, worker_id: str, fabric: Fabric) -> str:
+    """One attempt at a command leased to ``worker_id``; returns what became of it:
+    ``committed``, ``failed`` (final; dead-lettered or not), ``retried`` or ``lost`` (lease taken over)."""
+    command = OutboxCommand.objects.get(id=command_id)
+    if command.locked_by != worker_id or command.status not in (CommandStatus.PENDING, CommandStatus.SUBMITTED):
+        return "lost"
+    log = {"command_id": str(command.command_id), "request_id": command.request_id}
+    _release_db()
+    try:
+        if command.status == CommandStatus.SUBMITTED and command.tx_id and command.signed_envelope:
+            transaction = fabric.gateway.transaction_from_bytes(bytes(command.signed_envelope))
+            try:
+                transaction.submit()
+            except SubmitError as exc:
+                # An earlier copy may be ordered already: CommitStatus, not this error, says what happened.
+                logger.info("resubmitting %s failed: %s", transaction.transaction_id, exc,
+                            extra={**log, "tx_id": transaction.transaction_id})
+        else:
+            function, args = chaincode_call(command)
+            proposal = fabric.contract.new_proposal(function, args=args)
+            try:
+                transaction = proposal.endorse()
+            except EndorseError as exc:
+                return _endorse_failed(command, worker_id, exc)
+            crash_point("before_store")
+            outbox_record_endorsed(command_id=command_id, worker_id=worker_id,
+                                   tx_id=transaction.transaction_id, envelope=transaction.bytes())
+            _release_db()
+            crash_point("after_endorse")
+            try:
+                transaction.submit()
+            except SubmitError as exc:
+                if exc.retryable:  # ambiguous: resend the same envelope next time
+                    return _retry(command, worker_id, f"submit: {exc}", new_transaction=False)
+                outbox_record_failed(command_id=command_id, worker_id=worker_id, dead_letter=True,
+                                     error=f"orderer refused the transaction: {exc}")
+                PROCESSED.labels("failed").inc()
+                return "failed"
+            crash_point("after_submit")
+        tx_id = transaction.transaction_id
+        log["tx_id"] = tx_id
+        try:
+            status = fabric.network.commit_status(tx_id, timeout=settings.FABRIC_COMMIT_STATUS_TIMEOUT)
+        except CommitStatusError as exc:
+            if exc.retryable:
+                return _retry(command, worker_id, f"commit status: {exc}", new_transaction=False)
+            outbox_record_failed(command_id=command_id, worker_id=worker_id, dead_letter=True,
+                                 error=f"commit status refused: {exc}")
+            PROCESSED.labels("failed").inc()
+            return "failed"
+        if status.successful:
+            done = outbox_record_committed(command_id=command_id, worker_id=worker_id,
+                                           block_number=status.block_number,
+                                           result=_decode_result(transaction.result))
+            PROCESSED.labels("success").inc()
+            DURATION.observe((done.committed_at - done.created_at).total_seconds())
+            logger.info("command committed in block %s", status.block_number, extra=log)
+            return "committed"
+        if status.code_name in RETRY_AS_NEW_TRANSACTION:
+            return _retry(command, worker_id, f"transaction {tx_id} committed as {status.code_name}",
+                          new_transaction=True, validation_code=status.code_name, block_number=status.block_number)
+        outbox_record_failed(command_id=command_id, worker_id=worker_id, dead_letter=True,
+                             error=f"transaction {tx_id} committed as {status.code_name}",
+                             validation_code=status.code_name, block_number=status.block_number)
+        PROCESSED.labels("failed").inc()
+        return "failed"
+    except LeaseLost:
+        logger.warning("lease lost; another submitter carries on", extra=log)
+        return "lost"
+    finally:
+        _release_db()
+
+
+def _endorse_failed(command: OutboxCommand, worker_id: str, exc: EndorseError) -> str:
+    if exc.chaincode_code:
+        outbox_record_failed(command_id=command.id, worker_id=worker_id, chaincode_code=exc.chaincode_code,
+                             error=_chaincode_message(exc))
+        PROCESSED.labels("failed").inc()
+        return "failed"
+    if exc.retryable or exc.duplicate_transaction or exc.stale_proposal:
+        # Nothing was stored or submitted: the next attempt builds and signs a fresh proposal.
+        return _retry(command, worker_id, f"endorse: {exc}", new_transaction=True)
+    outbox_record_failed(command_id=command.id, worker_id=worker_id, dead_letter=True, error=f"endorse: {exc}")
+    PROCESSED.labels("failed").inc()
+    return "failed"
+
+
+def _chaincode_message(exc: EndorseError) -> str:
+    for text in (*(d.message for d in exc.details), exc.message):
+        if f"[{exc.chaincode_code}]" in text:
+            return text[text.index(f"[{exc.chaincode_code}]"):]
+    return str(exc)
+
+
+def _retry(command: OutboxCommand, worker_id: str, error: str, *, new_transaction: bool,
+           validation_code: str = "", block_number: int | None = None) -> str:
+    retried = outbox_record_retry(command_id=command.id, worker_id=worker_id, error=error,
+                                  new_transaction=new_transaction, validation_code=validation_code,
+                                  block_number=block_number)
+    PROCESSED.labels("retried" if retried else "failed").inc()
+    logger.info("command %s: %s", "retried" if retried else "dead-lettered", error,
+                extra={"command_id": str(command.command_id)})
+    return "retried" if retried else "failed"
+
+
+class Submitter:
+    """Claims due commands into leases and works on up to ``max_in_flight`` of them at once on daemon threads.
+
+    The owner calls :meth:`submit_once` in its loop (it also renews leases) and :meth:`drain` on shutdown.
+    ``wake`` is called whenever a command finishes, since that may make the next command of its aggregate due.
+    """
+
+    def __init__(self, fabric: Fabric, *, worker_id: str, max_in_flight: int, batch_size: int,
+                 lease_seconds: float, wake: Callable[[], None] = lambda: None) -> None:
+        self.fabric = fabric
+        self.worker_id = worker_id
+        self.max_in_flight = max_in_flight
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.wake = wake
+        self.claiming = True
+        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._in_flight: set[int] = set()
+        self._lock = threading.Lock()
+        self._renewed_at = time.monotonic()
+        # Daemon threads: a thread stuck in a gRPC call must not keep the process alive after a shutdown
+        # that handed its lease back.
+        for n in range(max_in_flight):
+            threading.Thread(target=self._work, name=f"submitter-{n}", daemon=True).start()
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def submit_once(self) -> bool:
+        """Claims what fits into the free in-flight slots; True when it claimed something (call again)."""
+        self.renew_leases()
+        free = self.max_in_flight - self.in_flight
+        if not self.claiming or free <= 0:
+            return False
+        ids = outbox_claim(worker_id=self.worker_id, limit=min(self.batch_size, free),
+                           lease_seconds=self.lease_seconds)
+        with self._lock:
+            self._in_flight.update(ids)
+            IN_FLIGHT.set(len(self._in_flight))
+        for command_id in ids:
+            self._queue.put(command_id)
+        return bool(ids)
+
+    def renew_leases(self, *, force: bool = False) -> None:
+        """Extends the leases of in-flight commands every third of the lease."""
+        if not force and time.monotonic() - self._renewed_at < self.lease_seconds / 3:
+            return
+        self._renewed_at = time.monotonic()
+        with self._lock:
+            ids = set(self._in_flight)
+        if ids:
+            lost = ids - outbox_renew_leases(worker_id=self.worker_id, ids=ids, lease_seconds=self.lease_seconds)
+            if lost:
+                logger.warning("leases lost on %d command(s): %s", len(lost), sorted(lost))
+
+    def drain(self, grace_seconds: float) -> int:
+        """Stops claiming, waits up to ``grace_seconds`` for in-flight commands, then hands back the leases of
+        those still running (their late writes are fenced off). Returns how many were handed back."""
+        self.claiming = False
+        deadline = time.monotonic() + grace_seconds
+        while self.in_flight and time.monotonic() < deadline:
+            self.renew_leases()
+            time.sleep(0.05)
+        with self._lock:
+            left = set(self._in_flight)
+        if not left:
+            return 0
+        released = outbox_release(worker_id=self.worker_id, ids=left)
+        logger.info("handed back %d lease(s) at shutdown", released)
+        return released
+
+    def _work(self) -> None:
+        while True:
+            command_id = self._queue.get()
+            try:
+                if self.claiming:
+                    process_command(command_id, worker_id=self.worker_id, fabric=self.fabric)
+                else:  # shutting down before it started: hand it back at once
+                    outbox_release(worker_id=self.worker_id, ids=[command_id])
+            except Exception as exc:
+                logger.exception("command %s: unexpected error", command_id)
+                try:
+                    retried = outbox_record_retry(command_id=command_id, worker_id=self.worker_id,
+                                                  error=f"{type(exc).__name__}: {exc}", new_transaction=False)
+                    PROCESSED.labels("retried" if retried else "failed").inc()
+                except Exception:  # the lease expires and another attempt follows
+                    logger.exception("command %s: could not record the error", command_id)
+            finally:
+                _release_db()
+                with self._lock:
+                    self._in_flight.discard(command_id)
+                    IN_FLIGHT.set(len(self._in_flight))
+                self.wake()
