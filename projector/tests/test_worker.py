@@ -1,0 +1,104 @@
+"""The projector loop with a scripted chain: a malformed event blocks progress visibly and /readyz says so."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from fabric_client.gateway import ChainInfo
+from projector.models import Checkpoint, Wallet
+from projector.services import CHECKPOINT_NAME
+from projector.tests.conftest import block, event, user_created
+from projector.worker import Projector
+
+pytestmark = pytest.mark.django_db
+
+
+class ScriptedStream:
+    def __init__(self, blocks):
+        self.blocks = blocks
+
+    def __iter__(self):
+        return iter(self.blocks)
+
+    def close(self):
+        pass
+
+
+class ScriptedNetwork:
+    """Serves hand-made blocks from the checkpoint on, like the gateway (skipping through its tx id)."""
+
+    def __init__(self, blocks, height):
+        self.blocks = blocks
+        self.height = height
+        self.opened = 0
+
+    def chaincode_event_blocks(self, chaincode, *, checkpoint=None, start_block=None):
+        self.opened += 1
+        start = checkpoint.block_number if checkpoint else (start_block or 0)
+        return ScriptedStream([b for b in self.blocks if b.block_number >= start])
+
+    def chain_info(self, timeout=None):
+        return ChainInfo(self.height, b"", b"")
+
+
+def run_steps(worker: Projector, n: int) -> None:
+    for _ in range(n):
+        worker.step()
+        worker.retry_at = 0.0  # skip the backoff wait; the retry itself still happens
+        worker.next_height_poll = 0.0
+
+
+def test_a_malformed_event_stops_progress_and_readyz_fails_saying_why(make_user, settings, api_client, capsys):
+    settings.PROJECTION_LAG_THRESHOLD_BLOCKS = 3
+    alice, bob = make_user(), make_user()
+    bad = event("UserCreated", {"v": 1, "userId": bob.pk.hex, "nationality": "NG"})  # no amounts
+    network = ScriptedNetwork([block(1, user_created(alice.pk.hex)), block(2, bad),
+                               block(3, user_created(bob.pk.hex))], height=4)
+    worker = Projector(network_factory=lambda: network, chaincode="gxcc", wait_timeout=0.05)
+    try:
+        run_steps(worker, 12)
+        checkpoint = Checkpoint.objects.get(name=CHECKPOINT_NAME)
+        assert checkpoint.block_number == 2  # stopped at the bad block, never past it
+        assert checkpoint.error_tx_id == bad.transaction_id and "missing field 'genesisAmount'" in checkpoint.error
+        assert worker.stuck and network.opened >= 3  # it retried (reopening from the checkpoint) and is still stuck
+        assert not Wallet.objects.filter(pk=bob.pk).exists()
+        assert api_client.get("/readyz").status_code == 200  # 2 blocks behind: within the threshold
+
+        network.height = 40  # the chain moves on, the projector cannot: lag grows
+        run_steps(worker, 2)
+        response = api_client.get("/readyz")
+        assert response.status_code == 503
+        message = response.json()["message"]
+        assert "projection 38 blocks behind chain height 40 (threshold 3)" in message
+        assert bad.transaction_id in message
+
+        call_command("projector_status")
+        out = capsys.readouterr().out
+        assert "lag: 38 blocks" in out and "STUCK since" in out and bad.transaction_id in out
+    finally:
+        worker.close()
+
+
+def test_an_idle_chain_stays_ready(make_user, api_client, settings):
+    settings.PROJECTION_LAG_THRESHOLD_BLOCKS = 0
+    alice = make_user()
+    network = ScriptedNetwork([block(1, user_created(alice.pk.hex))], height=2)
+    worker = Projector(network_factory=lambda: network, chaincode="gxcc", wait_timeout=0.05)
+    try:
+        run_steps(worker, 4)
+    finally:
+        worker.close()
+    # Hours without an event change nothing: lag is counted in blocks, not seconds.
+    Checkpoint.objects.filter(name=CHECKPOINT_NAME).update(last_event_at="2001-01-01T00:00:00Z")
+    response = api_client.get("/readyz")
+    assert response.status_code == 200, response.json()
+    assert response.json()["checks"]["projection_lag"]["detail"].startswith("projection 0 blocks behind")
+
+
+def test_a_stale_stored_height_is_flagged_but_alone_does_not_fail_readiness(make_user, api_client, settings):
+    Checkpoint.objects.create(name=CHECKPOINT_NAME, block_number=5, chain_height=5,
+                              chain_height_at="2001-01-01T00:00:00Z")
+    response = api_client.get("/readyz")
+    assert response.status_code == 200
+    assert "chain height is stale" in response.json()["checks"]["projection_lag"]["detail"]
