@@ -161,6 +161,12 @@ X_FRAME_OPTIONS = "DENY"
 # Number of reverse proxies in front of the API whose X-Forwarded-For entries are trusted (0: use REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 64 * 1024, minimum=1024)
+# Login lockout per (email, client IP): after THRESHOLD failures, refuse for BASE seconds, doubling per further
+# failure up to MAX; the count is forgotten WINDOW seconds after the last failure (identity/lockout.py).
+LOGIN_LOCKOUT_THRESHOLD = env_int("LOGIN_LOCKOUT_THRESHOLD", 5, minimum=1)
+LOGIN_LOCKOUT_BASE_SECONDS = env_int("LOGIN_LOCKOUT_BASE_SECONDS", 30, minimum=1)
+LOGIN_LOCKOUT_MAX_SECONDS = env_int("LOGIN_LOCKOUT_MAX_SECONDS", 900, minimum=1)
+LOGIN_LOCKOUT_WINDOW_SECONDS = env_int("LOGIN_LOCKOUT_WINDOW_SECONDS", 3600, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 # --- I18N / static --------------------------------------------------------------------------------------
@@ -217,6 +223,7 @@ SIMPLE_JWT = {
     "USER_ID_CLAIM": "user_id",
     "AUTH_HEADER_TYPES": ("Bearer",),
     "LEEWAY": 5,
+    "TOKEN_OBTAIN_SERIALIZER": "identity.tokens.GxTokenObtainPairSerializer",
 }
 
 # --- Fabric ---------------------------------------------------------------------------------------------

@@ -1,0 +1,58 @@
+"""Login lockout keyed by (email, client IP), with a delay that doubles, kept in the shared cache (Redis).
+
+After ``LOGIN_LOCKOUT_THRESHOLD`` failed logins for one email from one IP, further attempts from that IP for that
+email are refused (429, ``Retry-After``) for ``LOGIN_LOCKOUT_BASE_SECONDS``; every further failure after a lock
+expires doubles the delay, up to ``LOGIN_LOCKOUT_MAX_SECONDS``. The failure count is forgotten after
+``LOGIN_LOCKOUT_WINDOW_SECONDS`` without a failure, and a successful login clears it. Keying on the pair (as
+django-axes' ``[["username", "ip_address"]]``) means an attacker cannot lock a victim out from everywhere, and
+unknown emails are counted exactly like known ones (no account probing through the lockout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+
+def _now() -> float:
+    # One seam for tests: the lock decision uses this clock, never the cache's TTL.
+    return time.time()
+
+
+def _keys(email: str, ip: str) -> tuple[str, str]:
+    digest = hashlib.sha256(f"{email.strip().lower()}\x00{ip}".encode()).hexdigest()[:32]
+    return f"login-failures:{digest}", f"login-locked-until:{digest}"
+
+
+def seconds_locked(*, email: str, ip: str) -> int:
+    """Seconds until this (email, IP) may try again; 0 when it is not locked."""
+    _, lock_key = _keys(email, ip)
+    locked_until = cache.get(lock_key)
+    if locked_until is None:
+        return 0
+    remaining = float(locked_until) - _now()
+    return math.ceil(remaining) if remaining > 0 else 0
+
+
+def record_failure(*, email: str, ip: str) -> int:
+    """Counts a failed login; returns the lock delay it started in seconds (0 when below the threshold)."""
+    failures_key, lock_key = _keys(email, ip)
+    window = settings.LOGIN_LOCKOUT_WINDOW_SECONDS
+    cache.add(failures_key, 0, timeout=window)
+    failures = cache.incr(failures_key)  # atomic on Redis: parallel failures are all counted
+    cache.touch(failures_key, timeout=window)
+    threshold = settings.LOGIN_LOCKOUT_THRESHOLD
+    if failures < threshold:
+        return 0
+    delay = min(settings.LOGIN_LOCKOUT_MAX_SECONDS, settings.LOGIN_LOCKOUT_BASE_SECONDS * 2 ** (failures - threshold))
+    cache.set(lock_key, _now() + delay, timeout=delay + 1)
+    cache.touch(failures_key, timeout=max(window, delay + 1))
+    return delay
+
+
+def record_success(*, email: str, ip: str) -> None:
+    cache.delete_many(list(_keys(email, ip)))

@@ -1,0 +1,51 @@
+"""Reads of identity: who may see or edit which profile, the login lookup, the KYC review queue."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from gxbackend.exceptions import Forbidden, NotFound
+from identity.models import KycStatus, KycSubmission, User, UserProfile
+
+_NOT_FOUND = "No such user."
+
+
+def profile_get_visible(*, viewer: User, profile_id: uuid.UUID) -> UserProfile:
+    """The profile ``viewer`` may read: their own, or any when staff.
+
+    Another user's id answers exactly like a missing one (404), so ids cannot be probed.
+    """
+    if viewer.pk != profile_id and not viewer.is_staff:
+        raise NotFound(_NOT_FOUND)
+    profile = UserProfile.objects.select_related("user").filter(user_id=profile_id).first()
+    if profile is None:
+        raise NotFound(_NOT_FOUND)
+    return profile
+
+
+def profile_get_own(*, actor: User, profile_id: uuid.UUID) -> UserProfile:
+    """The profile ``actor`` may change (edit, submit KYC for): only their own.
+
+    Staff see other profiles (so 403 tells them nothing new) but change them only through the admin.
+    """
+    if actor.pk != profile_id:
+        if actor.is_staff and UserProfile.objects.filter(user_id=profile_id).exists():
+            raise Forbidden("Staff review other users' profiles in the admin; the API edits only your own.")
+        raise NotFound(_NOT_FOUND)
+    profile = UserProfile.objects.select_related("user").filter(user_id=profile_id).first()
+    if profile is None:
+        raise NotFound(_NOT_FOUND)
+    return profile
+
+
+def user_get_for_login(*, email: str) -> User | None:
+    """The active-or-not user with this email (case-insensitive), profile joined; None when unknown."""
+    return User.objects.select_related("profile").filter(email=email.strip().lower()).first()
+
+
+def kyc_review_queue() -> QuerySet[KycSubmission]:
+    """Pending submissions, oldest first (the admin's default view; served by identity_kyc_queue_idx)."""
+    return KycSubmission.objects.select_related("profile__user").filter(status=KycStatus.PENDING) \
+        .order_by("submitted_at")

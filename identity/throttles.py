@@ -1,0 +1,45 @@
+"""Per-route throttles in the shared cache. Rates come from ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``."""
+
+from __future__ import annotations
+
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+from identity.net import client_ip
+
+
+class _ScopeThrottle(SimpleRateThrottle):
+    def get_rate(self) -> str | None:
+        # Read at request time (DRF binds the rates at import): an operator's or a test's setting applies.
+        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+
+    def get_ident(self, request) -> str:
+        return client_ip(request)
+
+
+class RegisterThrottle(_ScopeThrottle):
+    """Registrations per client IP."""
+
+    scope = "register"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginThrottle(_ScopeThrottle):
+    """Login attempts per client IP (the lockout separately limits one email from one IP)."""
+
+    scope = "login"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class KycThrottle(_ScopeThrottle):
+    """KYC submissions per authenticated user (per IP when anonymous, which is refused anyway)."""
+
+    scope = "kyc"
+
+    def get_cache_key(self, request, view) -> str:
+        ident = str(request.user.pk) if request.user and request.user.is_authenticated else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
