@@ -125,8 +125,10 @@ def _decode_result(raw: bytes) -> Any:
 
 def _release_db() -> None:
     # Several commands are in flight per process, each waiting about a block interval on Fabric: holding a
-    # connection per waiting thread would exhaust PostgreSQL's connection slots across replicas.
-    connection.close()
+    # connection per waiting thread would exhaust PostgreSQL's connection slots across replicas. (Inside an
+    # atomic block, i.e. a test's transaction, closing would break it.)
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def process_command(command_id: int, *, worker_id: str, fabric: Fabric) -> str:
