@@ -215,7 +215,8 @@ def test_the_api_scales_safely(mainnet):
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
     assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
     pdb = by_kind(mainnet, "PodDisruptionBudget")["svc-identity"]
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
 
 def test_fabric_credentials_are_mounted_read_only_where_fabric_is_called(mainnet):
