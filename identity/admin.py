@@ -1,0 +1,204 @@
+"""KYC review in the Django admin (DESIGN.md §2, flow 4).
+
+The queue (KYC submissions, pending ones by default, oldest first) is searchable by email; a submission's page
+shows the profile beside the documents. Approve and Reject are list actions that call the services (one
+transaction each, CREATE_USER enqueued on approval); Reject first shows a page asking for the reason. The
+reviewer and the time are stored on the submission and in the admin's history (LogEntry).
+Reviewers need the ``identity.change_kycsubmission`` permission; nothing here can be added or deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from gxbackend.exceptions import DomainError
+from identity import services
+from identity.models import KycStatus, KycSubmission, User, UserProfile
+
+
+class ReviewStatusFilter(admin.SimpleListFilter):
+    """Status filter whose default is the queue itself (PENDING); "All" is an explicit choice."""
+
+    title = "review status"
+    parameter_name = "review"
+    DEFAULT = KycStatus.PENDING.value
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [*((value, label) for value, label in KycStatus.choices), ("all", "All")]
+
+    def choices(self, changelist: Any):
+        current = self.value() or self.DEFAULT
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": current == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[KycSubmission]) -> QuerySet[KycSubmission]:
+        value = self.value() or self.DEFAULT
+        return queryset if value == "all" else queryset.filter(status=value)
+
+
+class RejectionForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 60}), max_length=2000,
+                             help_text="Shown to the applicant; required.")
+
+
+@admin.register(KycSubmission)
+class KycSubmissionAdmin(admin.ModelAdmin):
+    list_display = ("email", "full_name", "document_type", "issuing_country", "status", "profile_status",
+                    "submitted_at", "reviewed_by", "reviewed_at")
+    list_filter = (ReviewStatusFilter, "document_type")
+    search_fields = ("profile__user__email",)
+    list_select_related = ("profile__user", "reviewed_by")
+    ordering = ("submitted_at",)
+    actions = ["approve_selected", "reject_selected"]
+    fieldsets = (
+        ("Profile", {"fields": ("email", "full_name", "profile_date_of_birth", "profile_nationality",
+                                "profile_phone", "profile_status")}),
+        ("Submission", {"fields": ("id", "document_type", "document_number", "issuing_country", "expiry_date",
+                                   "document_sha256", "biometric_hash", "submitted_at")}),
+        ("Review", {"fields": ("status", "reviewed_by", "reviewed_at", "rejection_reason")}),
+    )
+
+    # --- Columns and the profile beside the submission ------------------------------------------------
+    @admin.display(description="email", ordering="profile__user__email")
+    def email(self, obj: KycSubmission) -> str:
+        return obj.profile.user.email
+
+    @admin.display(description="name")
+    def full_name(self, obj: KycSubmission) -> str:
+        return f"{obj.profile.first_name} {obj.profile.last_name}"
+
+    @admin.display(description="date of birth")
+    def profile_date_of_birth(self, obj: KycSubmission):
+        return obj.profile.date_of_birth
+
+    @admin.display(description="nationality")
+    def profile_nationality(self, obj: KycSubmission) -> str:
+        return obj.profile.nationality
+
+    @admin.display(description="phone")
+    def profile_phone(self, obj: KycSubmission) -> str:
+        return obj.profile.phone
+
+    @admin.display(description="profile status")
+    def profile_status(self, obj: KycSubmission) -> str:
+        return obj.profile.status
+
+    # --- Read-only record --------------------------------------------------------------------------------
+    def get_readonly_fields(self, request: HttpRequest, obj: KycSubmission | None = None) -> list[str]:
+        return [field for _, options in self.fieldsets for field in options["fields"]]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: KycSubmission | None = None) -> bool:
+        return False
+
+    # --- Actions -----------------------------------------------------------------------------------------
+    @admin.action(description="Approve selected submissions (enqueue CREATE_USER)", permissions=["change"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[KycSubmission]) -> None:
+        approved = 0
+        for submission in queryset.select_related("profile__user"):
+            try:
+                services.kyc_approve(submission_id=submission.pk, reviewer=request.user,
+                                     request_id=getattr(request, "request_id", ""))
+            except DomainError as exc:
+                self.message_user(request, f"{submission.profile.user.email}: {exc.message}", messages.ERROR)
+                continue
+            self.log_change(request, submission, "Approved KYC; CREATE_USER enqueued.")
+            approved += 1
+        if approved:
+            self.message_user(request, f"Approved {approved} submission(s); CREATE_USER enqueued for each.",
+                              messages.SUCCESS)
+
+    @admin.action(description="Reject selected submissions (asks for a reason)", permissions=["change"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[KycSubmission]) -> HttpResponse | None:
+        submissions = list(queryset.select_related("profile__user"))
+        form = RejectionForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            rejected = 0
+            for submission in submissions:
+                try:
+                    services.kyc_reject(submission_id=submission.pk, reviewer=request.user,
+                                       reason=form.cleaned_data["reason"])
+                except DomainError as exc:
+                    self.message_user(request, f"{submission.profile.user.email}: {exc.message}", messages.ERROR)
+                    continue
+                self.log_change(request, submission, f"Rejected KYC: {form.cleaned_data['reason']}")
+                rejected += 1
+            if rejected:
+                self.message_user(request, f"Rejected {rejected} submission(s).", messages.SUCCESS)
+            return None  # back to the queue
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reject KYC submissions",
+            "opts": self.model._meta,
+            "submissions": submissions,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_name": "reject_selected",
+        }
+        return TemplateResponse(request, "admin/identity/kycsubmission/reject_confirmation.html", context)
+
+
+class KycSubmissionInline(admin.TabularInline):
+    model = KycSubmission
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("document_type", "document_number", "issuing_country", "status", "submitted_at", "reviewed_by",
+              "reviewed_at", "rejection_reason")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(UserProfile)
+class UserProfileAdmin(admin.ModelAdmin):
+    list_display = ("email", "first_name", "last_name", "nationality", "status", "created_at")
+    list_filter = ("status", "nationality")
+    search_fields = ("user__email", "last_name")
+    list_select_related = ("user",)
+    inlines = [KycSubmissionInline]
+    readonly_fields = ("user", "first_name", "last_name", "date_of_birth", "nationality", "phone", "status",
+                       "onchain_registered_at", "created_at", "updated_at")
+
+    @admin.display(description="email", ordering="user__email")
+    def email(self, obj: UserProfile) -> str:
+        return obj.user.email
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: UserProfile | None = None) -> bool:
+        return False
+
+
+@admin.register(User)
+class UserAdmin(admin.ModelAdmin):
+    """Accounts: activate/deactivate, grant staff and the KYC-review permission. Users register via the API."""
+
+    list_display = ("email", "is_active", "is_staff", "is_superuser", "date_joined", "last_login")
+    list_filter = ("is_active", "is_staff", "is_superuser")
+    search_fields = ("email",)
+    fields = ("email", "is_active", "is_staff", "is_superuser", "groups", "user_permissions", "date_joined",
+              "last_login")
+    readonly_fields = ("email", "date_joined", "last_login")
+    filter_horizontal = ("groups", "user_permissions")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        return False
