@@ -79,6 +79,11 @@ def apply_block(block: ChaincodeEventBlock, *, name: str = CHECKPOINT_NAME) -> A
     started = time.perf_counter()
     result = ApplyResult(block.block_number)
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Safe for a projection: a block lost in a database crash is lost together with its checkpoint,
+            # so it is simply read again from the chain. Saves an fsync wait per block.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
         Checkpoint.objects.get_or_create(name=name)
         checkpoint = Checkpoint.objects.select_for_update().get(name=name)
         events = _pending_events(block, checkpoint)
@@ -175,7 +180,7 @@ def reset_projections(*, name: str = CHECKPOINT_NAME) -> None:
     """
     with transaction.atomic():
         Transaction.objects.all().delete()
-        Wallet.objects.all().delete()
+        Wallet.objects.all().delete()  # no cascade to transactions (no DB FK): they are deleted first
         UserProfile.objects.filter(status__in=[ProfileStatus.ACTIVE, ProfileStatus.FROZEN]).update(
             status=ProfileStatus.APPROVED_PENDING_ONCHAIN, onchain_registered_at=None, updated_at=timezone.now())
         Checkpoint.objects.get_or_create(name=name)
