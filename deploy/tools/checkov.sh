@@ -16,7 +16,12 @@ want="$(sha256sum "$reqs" | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing checkov into $venv" >&2
   "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$reqs" >&2
+  # The virtualenv ignores itself, so no `git add -A` can pick it up.
+  echo '*' > "$venv/.gitignore"
+  if ! "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$reqs" > "$venv/install.log" 2>&1; then
+    cat "$venv/install.log" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 if [ "${1:-}" = "--install-only" ]; then
