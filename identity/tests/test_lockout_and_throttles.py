@@ -1,0 +1,141 @@
+"""Brute force and abuse: the (email, IP) login lockout with a growing delay, per-route throttles, client IP."""
+
+import pytest
+
+from identity import lockout
+from identity.tests.conftest import PASSWORD, kyc_body, register_body
+
+pytestmark = pytest.mark.django_db
+LOGIN = "/api/v1/auth/login"
+
+
+@pytest.fixture(autouse=True)
+def _lockout_settings(settings):
+    settings.LOGIN_LOCKOUT_THRESHOLD = 3
+    settings.LOGIN_LOCKOUT_BASE_SECONDS = 30
+    settings.LOGIN_LOCKOUT_MAX_SECONDS = 100
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The lockout's clock, advanced by tests instead of sleeping."""
+
+    class Clock:
+        now = 1_900_000_000.0
+
+        def advance(self, seconds: float) -> None:
+            self.now += seconds
+
+    fake = Clock()
+    monkeypatch.setattr(lockout, "_now", lambda: fake.now)
+    return fake
+
+
+def login(api_client, email, password=PASSWORD, ip="203.0.113.7", forwarded=None):
+    extra = {"REMOTE_ADDR": ip}
+    if forwarded:
+        extra["HTTP_X_FORWARDED_FOR"] = forwarded
+    return api_client.post(LOGIN, {"email": email, "password": password}, format="json", **extra)
+
+
+def fail(api_client, email, times, **kwargs):
+    for _ in range(times):
+        assert login(api_client, email, "wrong-password-1", **kwargs).status_code == 401
+
+
+def test_repeated_failures_lock_the_email_from_that_ip_even_for_the_right_password(api_client, person, clock):
+    fail(api_client, person.user.email, 3)
+    response = login(api_client, person.user.email)
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "login_locked"
+    assert response["Retry-After"] == "30"
+
+
+def test_the_lock_ends_after_its_delay_and_a_success_clears_the_count(api_client, person, clock):
+    fail(api_client, person.user.email, 3)
+    clock.advance(31)
+    assert login(api_client, person.user.email).status_code == 200
+    fail(api_client, person.user.email, 2)  # the count starts again from zero
+    assert login(api_client, person.user.email).status_code == 200
+
+
+def test_each_failure_after_a_lock_doubles_the_delay_up_to_the_maximum(api_client, person, clock):
+    fail(api_client, person.user.email, 3)
+    delays = []
+    for _ in range(3):
+        delays.append(int(login(api_client, person.user.email)["Retry-After"]))
+        clock.advance(delays[-1] + 1)
+        fail(api_client, person.user.email, 1)
+    delays.append(int(login(api_client, person.user.email)["Retry-After"]))
+    assert delays == [30, 60, 100, 100]
+
+
+def test_the_lock_is_per_ip_and_per_email(api_client, make_person, clock):
+    victim, other = make_person(), make_person()
+    fail(api_client, victim.user.email, 3, ip="198.51.100.1")
+    assert login(api_client, victim.user.email, ip="198.51.100.1").status_code == 429
+    assert login(api_client, victim.user.email, ip="198.51.100.2").status_code == 200
+    assert login(api_client, other.user.email, ip="198.51.100.1").status_code == 200
+
+
+def test_unknown_emails_are_locked_exactly_like_known_ones(api_client, clock):
+    fail(api_client, "nobody@example.com", 3)
+    assert login(api_client, "nobody@example.com").status_code == 429
+
+
+def test_x_forwarded_for_is_ignored_without_trusted_proxies(api_client, person, settings, clock):
+    settings.TRUSTED_PROXY_COUNT = 0
+    for n in range(3):  # a client rotating fake X-Forwarded-For values is still one address
+        login(api_client, person.user.email, "wrong-password-1", forwarded=f"192.0.2.{n}")
+    assert login(api_client, person.user.email, forwarded="192.0.2.99").status_code == 429
+
+
+def test_behind_one_trusted_proxy_the_address_it_saw_is_the_client(api_client, person, settings, clock):
+    settings.TRUSTED_PROXY_COUNT = 1
+    proxy = "10.0.0.5"
+    fail(api_client, person.user.email, 3, ip=proxy, forwarded="192.0.2.1")
+    # A spoofed entry on the left does not help: the proxy's entry (rightmost) is what counts.
+    assert login(api_client, person.user.email, ip=proxy, forwarded="192.0.2.200, 192.0.2.1").status_code == 429
+    assert login(api_client, person.user.email, ip=proxy, forwarded="192.0.2.2").status_code == 200
+
+
+def test_behind_two_trusted_proxies_the_second_entry_from_the_right_is_the_client(api_client, person, settings,
+                                                                                 clock):
+    settings.TRUSTED_PROXY_COUNT = 2
+    fail(api_client, person.user.email, 3, forwarded="6.6.6.6, 192.0.2.1, 10.0.0.9")
+    assert login(api_client, person.user.email, forwarded="192.0.2.1, 10.0.0.8").status_code == 429
+    assert login(api_client, person.user.email, forwarded="192.0.2.1, 10.0.0.8, 10.0.0.9").status_code == 200
+
+
+def rates(settings, **overrides):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
+                               "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+                                                          **overrides}}
+
+
+def test_registrations_are_throttled_per_client_ip(api_client, settings):
+    rates(settings, register="2/hour")
+    for _ in range(2):
+        assert api_client.post("/api/v1/users", register_body(), format="json",
+                               REMOTE_ADDR="198.51.100.1").status_code == 201
+    refused = api_client.post("/api/v1/users", register_body(), format="json", REMOTE_ADDR="198.51.100.1")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "throttled" and int(refused["Retry-After"]) > 0
+    assert api_client.post("/api/v1/users", register_body(), format="json",
+                           REMOTE_ADDR="198.51.100.2").status_code == 201
+
+
+def test_logins_are_throttled_per_client_ip(api_client, make_person, settings):
+    rates(settings, login="2/min")
+    people = [make_person() for _ in range(3)]
+    assert [login(api_client, p.user.email).status_code for p in people] == [200, 200, 429]
+    assert login(api_client, people[2].user.email, ip="198.51.100.9").status_code == 200
+
+
+def test_kyc_submissions_are_throttled_per_user(client_for, person, settings):
+    rates(settings, kyc="1/hour")
+    client = client_for(person.user)
+    assert client.post(f"/api/v1/users/{person.pk}/kyc", kyc_body(), format="json").status_code == 202
+    refused = client.post(f"/api/v1/users/{person.pk}/kyc", kyc_body(), format="json")
+    assert refused.status_code == 429  # throttled before the 409 of the pending submission
+    assert refused.json()["error"]["code"] == "throttled"
