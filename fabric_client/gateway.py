@@ -20,7 +20,6 @@ from pathlib import Path
 import grpc
 from fabric_protos.common import ledger_pb2
 from fabric_protos.gateway import gateway_pb2
-from fabric_protos.peer import proposal_pb2
 
 from fabric_client import _builders
 from fabric_client._builders import Arg
@@ -135,7 +134,7 @@ class Gateway:
         proposed = gateway_pb2.ProposedTransaction.FromString(data)
         if signature is not None:
             proposed.proposal.signature = signature
-        return Proposal(self._context, proposed)
+        return Proposal.from_proposed_transaction(self._context, proposed)
 
     def transaction_from_bytes(self, data: bytes, signature: bytes | None = None) -> Transaction:
         """Rebuild a transaction from :meth:`Transaction.bytes` (e.g. an outbox row) to submit it again.
@@ -243,7 +242,6 @@ class Contract:
         self.channel = channel
         self.chaincode = chaincode
         self.contract_name = contract_name
-        self._header_extension = _builders.chaincode_header_extension(chaincode)
 
     def _transaction_name(self, function: str) -> str:
         return f"{self.contract_name}:{function}" if self.contract_name else function
@@ -267,15 +265,17 @@ class Contract:
             nonce=_builders.new_nonce(),
             timestamp_ns=time.time_ns(),
             transient=transient,
-            header_extension=self._header_extension,
         )
-        signed = proposal_pb2.SignedProposal(proposal_bytes=proposal_bytes)
+        proposal = Proposal(
+            self._context,
+            transaction_id=tx_id,
+            proposal_bytes=proposal_bytes,
+            channel=self.channel,
+            endorsing_organizations=endorsing_organizations,
+        )
         if self._context.signer is not None:
-            signed.signature = self._context.signer(_builders.sha256(proposal_bytes))
-        proposed = gateway_pb2.ProposedTransaction(
-            transaction_id=tx_id, proposal=signed, endorsing_organizations=endorsing_organizations
-        )
-        return Proposal(self._context, proposed, self.channel)
+            proposal.sign()
+        return proposal
 
     def evaluate(
         self, function: str, *args: Arg, transient: Mapping[str, bytes] | None = None,

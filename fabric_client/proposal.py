@@ -24,41 +24,63 @@ class Proposal:
     """
 
     def __init__(
-        self, context: ClientContext, proposed: gateway_pb2.ProposedTransaction, channel: str | None = None
+        self,
+        context: ClientContext,
+        *,
+        transaction_id: str,
+        proposal_bytes: bytes,
+        channel: str,
+        signature: bytes = b"",
+        endorsing_organizations: Sequence[str] = (),
     ) -> None:
         self._context = context
-        self._proposed = proposed
-        if channel is None:  # rebuilt from bytes: the channel is inside the signed header
-            header = common_pb2.Header.FromString(
-                proposal_pb2.Proposal.FromString(proposed.proposal.proposal_bytes).header
-            )
-            channel = common_pb2.ChannelHeader.FromString(header.channel_header).channel_id
-        self.channel: str = channel
+        self.transaction_id = transaction_id
+        self.channel = channel
+        self.endorsing_organizations = tuple(endorsing_organizations)
+        self._proposal_bytes = proposal_bytes
+        self._signature = signature
 
-    @property
-    def transaction_id(self) -> str:
-        return self._proposed.transaction_id
-
-    @property
-    def endorsing_organizations(self) -> Sequence[str]:
-        return tuple(self._proposed.endorsing_organizations)
+    @classmethod
+    def from_proposed_transaction(
+        cls, context: ClientContext, proposed: gateway_pb2.ProposedTransaction
+    ) -> Proposal:
+        """Rebuild from ``ProposedTransaction`` (the channel is read from the signed header)."""
+        header = common_pb2.Header.FromString(
+            proposal_pb2.Proposal.FromString(proposed.proposal.proposal_bytes).header
+        )
+        return cls(
+            context,
+            transaction_id=proposed.transaction_id,
+            proposal_bytes=proposed.proposal.proposal_bytes,
+            channel=common_pb2.ChannelHeader.FromString(header.channel_header).channel_id,
+            signature=proposed.proposal.signature,
+            endorsing_organizations=proposed.endorsing_organizations,
+        )
 
     def bytes(self) -> bytes:
         """Serialized ``gateway.ProposedTransaction`` (with its signature, once signed)."""
-        return self._proposed.SerializeToString()
+        return gateway_pb2.ProposedTransaction(
+            transaction_id=self.transaction_id,
+            proposal=proposal_pb2.SignedProposal(proposal_bytes=self._proposal_bytes, signature=self._signature),
+            endorsing_organizations=self.endorsing_organizations,
+        ).SerializeToString()
 
     def digest(self) -> bytes:
         """SHA-256 of the proposal bytes: what the signature covers."""
-        return hashlib.sha256(self._proposed.proposal.proposal_bytes).digest()
+        return hashlib.sha256(self._proposal_bytes).digest()
 
     @property
     def signed(self) -> bool:
-        return bool(self._proposed.proposal.signature)
+        return bool(self._signature)
+
+    def sign(self) -> None:
+        """Sign with the gateway's signer (a signed proposal is never signed again)."""
+        if not self._signature:
+            self._signature = self._context.sign(self.digest())
 
     def _signed_proposal(self) -> proposal_pb2.SignedProposal:
-        if not self.signed:
-            self._proposed.proposal.signature = self._context.sign(self.digest())
-        return self._proposed.proposal
+        self.sign()
+        return proposal_pb2.SignedProposal(proposal_bytes=self._proposal_bytes, signature=self._signature)
 
     def evaluate(self, *, timeout: float | None = None) -> bytes:
         """Run the transaction on one peer without ordering it; return the chaincode's result bytes."""
@@ -66,7 +88,7 @@ class Proposal:
             transaction_id=self.transaction_id,
             channel_id=self.channel,
             proposed_transaction=self._signed_proposal(),
-            target_organizations=self._proposed.endorsing_organizations,
+            target_organizations=self.endorsing_organizations,
         )
         response = self._context.stub.evaluate(
             request, timeout if timeout is not None else self._context.timeouts.evaluate, EvaluateError
@@ -79,7 +101,7 @@ class Proposal:
             transaction_id=self.transaction_id,
             channel_id=self.channel,
             proposed_transaction=self._signed_proposal(),
-            endorsing_organizations=self._proposed.endorsing_organizations,
+            endorsing_organizations=self.endorsing_organizations,
         )
         response = self._context.stub.endorse(
             request, timeout if timeout is not None else self._context.timeouts.endorse, EndorseError

@@ -80,3 +80,55 @@ def test_the_signer_always_produces_low_s_signatures_that_verify_with_the_certif
         signature = signer(digest)
         assert is_low_s(signature, CURVE_ORDERS["secp256r1"])
         public_key.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+
+
+@pytest.mark.parametrize("transient", [None, {"k": b"v"}, {"": b"x", "empty": b""}])
+@pytest.mark.parametrize("args", [[], [""], ["x", b"\x00\xff", "", "é" * 9000]])
+def test_the_hand_written_encoder_equals_the_official_protobuf_messages(args: list, transient: dict | None) -> None:
+    from fabric_protos.common import common_pb2
+    from fabric_protos.peer import chaincode_pb2, proposal_pb2
+    from google.protobuf import timestamp_pb2
+
+    nonce = bytes(range(24))
+    tx_id, proposal_bytes = _builders.build_proposal(
+        channel="gxchannel", chaincode="gxcc", transaction_name="C:F", args=args, creator=IDENTITY.creator,
+        nonce=nonce, timestamp_ns=1_767_225_600_000_000_000, transient=transient,
+    )
+    channel_header = common_pb2.ChannelHeader(
+        type=common_pb2.ENDORSER_TRANSACTION, timestamp=timestamp_pb2.Timestamp(seconds=1_767_225_600),
+        channel_id="gxchannel", tx_id=tx_id, extension=_builders.chaincode_header_extension("gxcc"),
+    )
+    header = common_pb2.Header(
+        channel_header=channel_header.SerializeToString(),
+        signature_header=common_pb2.SignatureHeader(creator=IDENTITY.creator, nonce=nonce).SerializeToString(),
+    )
+    spec = chaincode_pb2.ChaincodeSpec(
+        chaincode_id=chaincode_pb2.ChaincodeID(name="gxcc"),
+        input=chaincode_pb2.ChaincodeInput(args=[b"C:F", *(a if isinstance(a, bytes) else a.encode() for a in args)]),
+    )
+    invocation = chaincode_pb2.ChaincodeInvocationSpec(chaincode_spec=spec).SerializeToString()
+    parsed = proposal_pb2.Proposal.FromString(proposal_bytes)
+    assert parsed.header == header.SerializeToString()
+    payload = proposal_pb2.ChaincodeProposalPayload.FromString(parsed.payload)
+    assert payload.input == invocation
+    assert dict(payload.TransientMap) == (transient or {})
+    if not transient:
+        assert proposal_bytes == proposal_pb2.Proposal(
+            header=header.SerializeToString(),
+            payload=proposal_pb2.ChaincodeProposalPayload(input=invocation).SerializeToString(),
+        ).SerializeToString()
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1()], ids=["P-256", "P-384"])
+def test_low_s_normalisation_agrees_with_cryptography_on_random_signatures(curve: ec.EllipticCurve) -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    key = ec.generate_private_key(curve)
+    order = CURVE_ORDERS[curve.name]
+    for n in range(200):
+        digest = hashlib.sha256(n.to_bytes(4, "big")).digest()
+        raw = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        r, s = decode_dss_signature(raw)
+        low = to_low_s(raw, order)
+        assert low == encode_dss_signature(r, min(s, order - s))
+        key.public_key().verify(low, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
