@@ -420,3 +420,40 @@ def test_reads_inside_a_transaction_see_committed_state_only() -> None:
 def test_the_envelope_result_is_the_event_payload_of_the_transaction(identity_contract: Contract) -> None:
     transaction = identity_contract.new_proposal("CreateUser", new_user_args()).endorse()
     assert json.loads(transaction.result)["genesisAmount"] == "500000000"
+
+
+def test_a_client_that_rewrites_the_endorsed_writes_commits_as_endorsement_policy_failure(
+    gateway: Gateway, identity_contract: Contract, tokenomics: Contract, user_signer
+) -> None:
+    from fabric_protos.ledger.rwset import rwset_pb2
+    from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
+    from fabric_protos.peer import proposal_response_pb2, transaction_pb2
+
+    args = new_user_args()
+    endorsed = identity_contract.new_proposal("CreateUser", args).endorse()
+    prepared = gateway_pb2.PreparedTransaction.FromString(endorsed.bytes())
+    payload = common_pb2.Payload.FromString(prepared.envelope.payload)
+    transaction = transaction_pb2.Transaction.FromString(payload.data)
+    action_payload = transaction_pb2.ChaincodeActionPayload.FromString(transaction.actions[0].payload)
+    response_payload = proposal_response_pb2.ProposalResponsePayload.FromString(
+        action_payload.action.proposal_response_payload
+    )
+    action = proposal_pb2.ChaincodeAction.FromString(response_payload.extension)
+    results = rwset_pb2.TxReadWriteSet.FromString(action.results)
+    kv = kv_rwset_pb2.KVRWSet.FromString(results.ns_rwset[0].rwset)
+    for write in kv.writes:
+        write.value = write.value.replace(b"500000000", b"900000000")  # mint money for oneself
+    results.ns_rwset[0].rwset = kv.SerializeToString()
+    action.results = results.SerializeToString()
+    response_payload.extension = action.SerializeToString()
+    action_payload.action.proposal_response_payload = response_payload.SerializeToString()
+    transaction.actions[0].payload = action_payload.SerializeToString()
+    payload.data = transaction.SerializeToString()
+    prepared.envelope.payload = payload.SerializeToString()
+    prepared.envelope.signature = user_signer(_builders.sha256(prepared.envelope.payload))  # the orderer accepts it
+
+    status = gateway.transaction_from_bytes(prepared.SerializeToString()).submit().status(timeout=5)
+    assert status.code_name == "ENDORSEMENT_POLICY_FAILURE" and not status.successful
+    with pytest.raises(EvaluateError) as failure:
+        tokenomics.evaluate("GetBalance", args[0])
+    assert failure.value.chaincode_code == "USER_NOT_FOUND"  # nothing was written
