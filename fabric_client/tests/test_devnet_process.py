@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,31 @@ def test_transactions_accepted_before_sigterm_are_committed_and_found_after_a_re
         assert status.successful and status.block_number == 1
     finally:
         assert restarted.terminate() == 0
+
+
+def test_seeding_commits_every_call_valid_with_one_event_each_and_devnet_serves_the_chain(tmp_path: Path) -> None:
+    from fabric_client.devnet import seed
+
+    assert seed.main(["--data-dir", str(tmp_path), "--users", "20", "--transfers", "60", "--block-size", "25"]) == 0
+    with DevnetServer(tmp_path, port=0) as devnet, devnet.connect() as gateway:
+        network = gateway.network(devnet.channel)
+        height = network.chain_info().height
+        codes = [code for block in range(1, height) for _, code in devnet.ledger.transactions(block)]
+        assert len(codes) == 80 and set(codes) == {0}
+        with network.chaincode_events("gxcc", start_block=0, timeout=5) as stream:
+            events = [next(stream) for _ in range(80)]
+        assert [e.event_name for e in events].count("UserCreated") == 20
+        total = sum(int(network.contract("gxcc", "TokenomicsContract").evaluate("GetBalance", f"seed{n:028d}"))
+                    for n in range(20))
+        fees = sum(int(json.loads(e.payload).get("fee", 0)) for e in events)
+        assert total + fees == 20 * 500_000_000  # supply is conserved: balances + fees = genesis grants
+
+
+def test_seeding_a_running_devnet_refuses_a_call_the_chaincode_rejects(tmp_path: Path) -> None:
+    from fabric_client.devnet.server import EndorsementRefused
+
+    with DevnetServer(tmp_path, port=0, block_timeout=0.05) as devnet:
+        args = new_user_args()
+        devnet.seed([("IdentityContract:CreateUser", args)])
+        with pytest.raises(EndorsementRefused, match=r"\[USER_EXISTS\]"):
+            devnet.seed([("IdentityContract:CreateUser", args)])
