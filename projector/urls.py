@@ -1,4 +1,4 @@
-"""Routes of the read side, included under ``api/v1/``."""
+"""Routes of the money API (read side and transfers), included under ``api/v1/``."""
 
 from django.urls import path
 
@@ -6,5 +6,6 @@ from projector import apis
 
 urlpatterns = [
     path("users/<uuid:user_id>/wallet", apis.WalletApi.as_view(), name="users-wallet"),
+    path("transfers", apis.TransferApi.as_view(), name="transfers"),
     path("users/<uuid:user_id>/transactions", apis.TransactionListApi.as_view(), name="users-transactions"),
 ]
