@@ -64,14 +64,15 @@ class OutboxCommand(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
-            # run_submitter's claim query: unfinished rows due now, oldest first (outbox.services.outbox_claim).
+            # run_submitter's claim query walks unfinished rows in enqueue order and stops after a batch
+            # (outbox.services.outbox_claim_commands); rows backing off are filtered on the way.
             models.Index(
-                fields=["next_attempt_at", "id"],
+                fields=["id"],
                 name="outbox_claimable_idx",
                 condition=models.Q(status__in=["PENDING", "SUBMITTED"]),
             ),
-            # run_submitter's per-aggregate order check: "is an earlier command of this aggregate unfinished?"
-            # (the NOT EXISTS of outbox_claim), and outbox_status's queue depth / oldest pending age.
+            # run_submitter's per-aggregate order check: "is this the first unfinished command of its aggregate?"
+            # (one index probe per candidate in outbox_claim_commands).
             models.Index(
                 fields=["aggregate_id", "id"],
                 name="outbox_unfinished_agg_idx",

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from gxbackend.exceptions import ValidationFailed
@@ -193,7 +193,14 @@ class LeaseLost(Exception):
 
 
 def outbox_claim(*, worker_id: str, limit: int, lease_seconds: float | None = None) -> list[int]:
-    """Leases up to ``limit`` due commands to ``worker_id``, oldest first; returns their ids.
+    """Like :func:`outbox_claim_commands`, returning the ids."""
+    return [c.id for c in outbox_claim_commands(worker_id=worker_id, limit=limit, lease_seconds=lease_seconds)]
+
+
+def outbox_claim_commands(
+    *, worker_id: str, limit: int, lease_seconds: float | None = None
+) -> list[OutboxCommand]:
+    """Leases up to ``limit`` due commands to ``worker_id``, oldest first, and returns them as leased.
 
     A command is due when it is unfinished, its ``next_attempt_at`` has passed, nobody holds a live lease on
     it, and no earlier command of its aggregate is unfinished (per-user order: at most one command per user
@@ -201,24 +208,30 @@ def outbox_claim(*, worker_id: str, limit: int, lease_seconds: float | None = No
     over before this returns: the lease, not a lock, says who works on a row. Each claim counts an attempt.
     """
     now = timezone.now()
-    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.OUTBOX_LEASE_SECONDS)
-    earlier_unfinished = OutboxCommand.objects.filter(
-        aggregate_id=OuterRef("aggregate_id"), id__lt=OuterRef("id"), status__in=UNFINISHED
-    )
+    lease_until = now + timedelta(
+        seconds=lease_seconds if lease_seconds is not None else settings.OUTBOX_LEASE_SECONDS)
+    # "The first unfinished command of its aggregate" as a scalar subquery: PostgreSQL probes the
+    # (aggregate_id, id) index once per candidate. The NOT EXISTS form was planned as an anti join that
+    # compared every candidate with every unfinished row (77 ms for 440 rows, measured).
+    first_unfinished = OutboxCommand.objects.filter(
+        aggregate_id=OuterRef("aggregate_id"), status__in=UNFINISHED
+    ).order_by("id").values("id")[:1]
     with transaction.atomic():
-        ids = list(
+        commands = list(
             OutboxCommand.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status__in=UNFINISHED, next_attempt_at__lte=now)
             .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-            .filter(~Exists(earlier_unfinished))
-            .order_by("id")
-            .values_list("id", flat=True)[:limit]
+            .filter(id=Subquery(first_unfinished))
+            .order_by("id")[:limit]
         )
-        if ids:
-            OutboxCommand.objects.filter(id__in=ids).update(
-                locked_by=worker_id, locked_until=now + lease, attempts=F("attempts") + 1, last_attempt_at=now,
+        if commands:
+            OutboxCommand.objects.filter(id__in=[c.id for c in commands]).update(
+                locked_by=worker_id, locked_until=lease_until, attempts=F("attempts") + 1, last_attempt_at=now,
             )
-    return ids
+    for command in commands:
+        command.locked_by, command.locked_until, command.last_attempt_at = worker_id, lease_until, now
+        command.attempts += 1
+    return commands
 
 
 def outbox_renew_leases(*, worker_id: str, ids: Iterable[int], lease_seconds: float | None = None) -> set[int]:
@@ -270,15 +283,12 @@ def outbox_record_endorsed(*, command_id: int, worker_id: str, tx_id: str, envel
             submitted_at=timezone.now(), validation_code="", block_number=None)
 
 
-def outbox_record_committed(
-    *, command_id: int, worker_id: str, block_number: int, result: Any
-) -> OutboxCommand:
-    """The tx id committed VALID: the command is done (and the next one of its aggregate becomes due)."""
+def outbox_record_committed(*, command_id: int, worker_id: str, block_number: int, result: Any) -> None:
+    """The tx id committed VALID: the command is done, and the next one of its aggregate becomes due (the
+    finishing submitter wakes itself to claim it; other replicas find it when they next look)."""
     _fenced(command_id, worker_id, status=CommandStatus.COMMITTED, block_number=block_number,
             validation_code="VALID", result=result, committed_at=timezone.now(), error_message="",
             locked_by="", locked_until=None)
-    notify_submitters()
-    return OutboxCommand.objects.get(id=command_id)
 
 
 def outbox_record_failed(
@@ -294,7 +304,6 @@ def outbox_record_failed(
     if validation_code:
         changes.update(validation_code=validation_code, block_number=block_number)
     _fenced(command_id, worker_id, **changes)
-    notify_submitters()
 
 
 def outbox_record_retry(
@@ -318,7 +327,6 @@ def outbox_record_retry(
         changes.update(status=CommandStatus.FAILED, dead_lettered=True,
                        error_message=f"gave up after {command.attempts} attempts: {error}"[:4000])
         _fenced(command_id, worker_id, **changes)
-        notify_submitters()
         return False
     changes["next_attempt_at"] = timezone.now() + timedelta(seconds=backoff_seconds(command.attempts))
     _fenced(command_id, worker_id, **changes)

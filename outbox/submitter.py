@@ -35,6 +35,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 
 from fabric_client import EndorseError, SubmitError
@@ -42,7 +43,7 @@ from fabric_client.errors import CommitStatusError
 from outbox.models import CommandStatus, CommandType, OutboxCommand
 from outbox.services import (
     LeaseLost,
-    outbox_claim,
+    outbox_claim_commands,
     outbox_record_committed,
     outbox_record_endorsed,
     outbox_record_failed,
@@ -131,10 +132,12 @@ def _release_db() -> None:
         connection.close()
 
 
-def process_command(command_id: int, *, worker_id: str, fabric: Fabric) -> str:
-    """One attempt at a command leased to ``worker_id``; returns what became of it:
-    ``committed``, ``failed`` (final; dead-lettered or not), ``retried`` or ``lost`` (lease taken over)."""
-    command = OutboxCommand.objects.get(id=command_id)
+def process_command(command: OutboxCommand | int, *, worker_id: str, fabric: Fabric) -> str:
+    """One attempt at a command leased to ``worker_id`` (the row as claimed, or its id); returns what became
+    of it: ``committed``, ``failed`` (final; dead-lettered or not), ``retried`` or ``lost`` (lease taken over)."""
+    if not isinstance(command, OutboxCommand):
+        command = OutboxCommand.objects.get(id=command)
+    command_id = command.id
     if command.locked_by != worker_id or command.status not in (CommandStatus.PENDING, CommandStatus.SUBMITTED):
         return "lost"
     log = {"command_id": str(command.command_id), "request_id": command.request_id}
@@ -182,11 +185,10 @@ def process_command(command_id: int, *, worker_id: str, fabric: Fabric) -> str:
             PROCESSED.labels("failed").inc()
             return "failed"
         if status.successful:
-            done = outbox_record_committed(command_id=command_id, worker_id=worker_id,
-                                           block_number=status.block_number,
-                                           result=_decode_result(transaction.result))
+            outbox_record_committed(command_id=command_id, worker_id=worker_id, block_number=status.block_number,
+                                    result=_decode_result(transaction.result))
             PROCESSED.labels("success").inc()
-            DURATION.observe((done.committed_at - done.created_at).total_seconds())
+            DURATION.observe((timezone.now() - command.created_at).total_seconds())
             logger.info("command committed in block %s", status.block_number, extra=log)
             return "committed"
         if status.code_name in RETRY_AS_NEW_TRANSACTION:
@@ -252,7 +254,7 @@ class Submitter:
         self.lease_seconds = lease_seconds
         self.wake = wake
         self.claiming = True
-        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[OutboxCommand] = queue.SimpleQueue()
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
         self._renewed_at = time.monotonic()
@@ -272,14 +274,14 @@ class Submitter:
         free = self.max_in_flight - self.in_flight
         if not self.claiming or free <= 0:
             return False
-        ids = outbox_claim(worker_id=self.worker_id, limit=min(self.batch_size, free),
-                           lease_seconds=self.lease_seconds)
+        commands = outbox_claim_commands(worker_id=self.worker_id, limit=min(self.batch_size, free),
+                                         lease_seconds=self.lease_seconds)
         with self._lock:
-            self._in_flight.update(ids)
+            self._in_flight.update(c.id for c in commands)
             IN_FLIGHT.set(len(self._in_flight))
-        for command_id in ids:
-            self._queue.put(command_id)
-        return bool(ids)
+        for command in commands:
+            self._queue.put(command)
+        return bool(commands)
 
     def renew_leases(self, *, force: bool = False) -> None:
         """Extends the leases of in-flight commands every third of the lease."""
@@ -311,10 +313,11 @@ class Submitter:
 
     def _work(self) -> None:
         while True:
-            command_id = self._queue.get()
+            command = self._queue.get()
+            command_id = command.id
             try:
                 if self.claiming:
-                    process_command(command_id, worker_id=self.worker_id, fabric=self.fabric)
+                    process_command(command, worker_id=self.worker_id, fabric=self.fabric)
                 else:  # shutting down before it started: hand it back at once
                     outbox_release(worker_id=self.worker_id, ids=[command_id])
             except Exception as exc:

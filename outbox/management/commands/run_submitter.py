@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from gxbackend.workers import WorkerCommand
 from outbox.selectors import outbox_stats
@@ -29,6 +29,23 @@ from outbox.submitter import DEAD_LETTERS, OLDEST_PENDING, QUEUE_DEPTH, Fabric, 
 logger = logging.getLogger("outbox.submitter")
 
 GAUGE_REFRESH_SECONDS = 2.0
+COALESCE_SECONDS = 0.01
+
+
+def use_connection_pool(in_flight: int) -> None:
+    """Share a small psycopg pool between the in-flight threads of this process (PostgreSQL only).
+
+    Each thread touches the database briefly between Fabric calls and hands its connection back at once:
+    a connection per thread would exhaust PostgreSQL's slots across replicas, and opening one per step was
+    measured at ~10 ms, the submitter's bottleneck.
+    """
+    if connection.vendor != "postgresql":
+        return
+    db = connections.settings[DEFAULT_DB_ALIAS]
+    connections.close_all()
+    db["CONN_MAX_AGE"] = 0  # the pool keeps the connections instead
+    db["CONN_HEALTH_CHECKS"] = False  # a round trip per checkout; the pool drops connections that broke
+    db["OPTIONS"] = {**db["OPTIONS"], "pool": {"min_size": 1, "max_size": 2 + max(2, in_flight // 4), "timeout": 30}}
 
 
 class Command(WorkerCommand):
@@ -38,6 +55,7 @@ class Command(WorkerCommand):
 
     def setup(self, **options: Any) -> None:
         self.idle_seconds = settings.OUTBOX_POLL_INTERVAL
+        use_connection_pool(settings.OUTBOX_MAX_IN_FLIGHT)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -114,6 +132,9 @@ class Command(WorkerCommand):
             ready, _, _ = select.select(fds, [], [], min(self.sleep_slice, remaining))
             self.beat()
             if ready:
+                # Commands of one block finish within milliseconds of each other: gather their slots into
+                # one claim instead of one claim per finished command.
+                self.stopping.wait(COALESCE_SECONDS)
                 self.drain_wakeups()
                 return
             self.submitter.renew_leases()

@@ -1,0 +1,172 @@
+"""Outbox end to end vs a bare fabric_client loop, side by side in one run against one devnet.
+
+    DEBUG=true DATABASE_URL=postgres://postgres@127.0.0.1:5432/gxbackend .venv/bin/python bench/outbox.py
+
+Both sides run the same CreateUser calls for fresh users with the same number of transactions in flight:
+the bare loop with ``IN_FLIGHT`` threads, the outbox with 2 ``run_submitter`` processes of ``IN_FLIGHT / 2``.
+The outbox side is timed from the commit of the enqueuing transaction to the last command's commit; its
+latencies (enqueue to commit) are given in devnet block intervals. It works in a scratch database
+``<DATABASE_URL name>_bench_outbox`` (created, migrated, dropped) and a temporary devnet.
+Prints ``name = value unit`` lines and ``name ratio = x (target >= t)``; exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+COMMANDS = int(os.environ.get("BENCH_OUTBOX_COMMANDS", "400"))
+IN_FLIGHT = int(os.environ.get("BENCH_OUTBOX_IN_FLIGHT", "32"))
+BLOCK_MS = 100
+TARGET_RATIO = 0.8
+
+
+def scratch_database_url() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        sys.exit("bench/outbox.py needs DATABASE_URL=postgres://… (LISTEN/NOTIFY, several processes)")
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "_bench_outbox"))
+
+
+def admin(url: str, sql: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def user_args(n: int, run: str) -> list[str]:
+    return [f"{run}{n:024x}", f"{int(run, 16) * 10**7 + n:064x}", "NG", "30"]
+
+
+def main() -> int:
+    from fabric_client import X509Identity, connect
+    from fabric_client.devnet.load import submit_many
+    from fabric_client.devnet.process import DevnetProcess
+    from fabric_client.signing import EcdsaSigner
+
+    url = scratch_database_url()
+    name = urlsplit(url).path.lstrip("/")
+    admin(url, f'DROP DATABASE IF EXISTS "{name}"')
+    admin(url, f'CREATE DATABASE "{name}"')
+    tmp = tempfile.TemporaryDirectory(prefix="bench-outbox-")
+    devnet = DevnetProcess(Path(tmp.name) / "devnet", block_timeout_ms=BLOCK_MS, block_size=50).start()
+    env = {**os.environ, **devnet.env, "DATABASE_URL": url, "DEBUG": "true", "LOG_LEVEL": "WARNING",
+           "OUTBOX_MAX_IN_FLIGHT": str(IN_FLIGHT // 2), "OUTBOX_BATCH_SIZE": str(IN_FLIGHT // 2),
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("FABRIC_TLS_CA_PATH", None)
+    os.environ.update(env)
+    submitters: list[subprocess.Popen] = []
+    try:
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"],
+                       env=env, check=True, cwd=ROOT)
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gxbackend.settings")
+        django.setup()
+        from django.db import transaction
+
+        from outbox.models import CommandStatus, OutboxCommand
+        from outbox.services import outbox_enqueue
+
+        # -- the bare loop ------------------------------------------------------------------------------
+        gateway = connect(devnet.endpoint, X509Identity.from_pem_file(env["FABRIC_MSP_ID"], env["FABRIC_CERT_PATH"]),
+                          EcdsaSigner.from_pem_file(env["FABRIC_KEY_PATH"]))
+        contract = gateway.network(env["FABRIC_CHANNEL"]).contract(env["FABRIC_CHAINCODE"])
+        submit_many(contract, [("IdentityContract:CreateUser", user_args(n, "aa")) for n in range(40)],
+                    in_flight=IN_FLIGHT)  # warm-up
+        started = time.perf_counter()
+        statuses = submit_many(contract, [("IdentityContract:CreateUser", user_args(n, "bb"))
+                                          for n in range(COMMANDS)], in_flight=IN_FLIGHT)
+        bare_seconds = time.perf_counter() - started
+        assert all(s.successful for s in statuses), "bare loop: a transaction did not commit VALID"
+        gateway.close()
+
+        # -- the outbox, end to end ---------------------------------------------------------------------
+        for _ in range(2):
+            submitters.append(subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), "run_submitter", "--metrics-port", "-1"],
+                env=env, cwd=ROOT))
+        with transaction.atomic():  # warm-up: connections, the first claims
+            for n in range(40):
+                args = user_args(n, "cc")
+                outbox_enqueue(command_type="CREATE_USER", aggregate_id=args[0], payload=dict(zip(
+                    ("user_id", "biometric_hash", "nationality", "age"), args, strict=True)))
+        wait_committed(OutboxCommand, CommandStatus, 40, submitters)
+        with transaction.atomic():
+            for n in range(COMMANDS):
+                args = user_args(n, "dd")
+                outbox_enqueue(command_type="CREATE_USER", aggregate_id=args[0], payload=dict(zip(
+                    ("user_id", "biometric_hash", "nationality", "age"), args, strict=True)))
+        enqueued_at = time.time()
+        wait_committed(OutboxCommand, CommandStatus, 40 + COMMANDS, submitters)
+        rows = list(OutboxCommand.objects.filter(payload__user_id__startswith="dd")
+                    .values_list("created_at", "committed_at"))
+        phases = list(OutboxCommand.objects.filter(payload__user_id__startswith="dd")
+                      .values_list("last_attempt_at", "submitted_at", "committed_at"))
+        claim_to_stored = statistics.median((b - a).total_seconds() for a, b, _ in phases)
+        stored_to_commit = statistics.median((c - b).total_seconds() for _, b, c in phases)
+        last_commit = max(committed for _, committed in rows).timestamp()
+        outbox_seconds = last_commit - enqueued_at
+        latencies = sorted((committed - created).total_seconds() for created, committed in rows)
+        cpu = [cpu_seconds(p.pid) for p in submitters] + [cpu_seconds(devnet.process.pid)]
+        print(f"cpu seconds (submitters, devnet) = {cpu}", file=sys.stderr)
+    finally:
+        for process in submitters:
+            process.terminate()
+        for process in submitters:
+            process.wait(30)
+        devnet.kill()
+        tmp.cleanup()
+        from django.db import connections
+
+        connections.close_all()
+        admin(url, f'DROP DATABASE IF EXISTS "{name}"')
+
+    bare_rate = COMMANDS / bare_seconds
+    outbox_rate = COMMANDS / outbox_seconds
+    block = BLOCK_MS / 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    ratio = outbox_rate / bare_rate
+    print(f"bare fabric_client loop ({IN_FLIGHT} in flight) = {bare_rate:.1f} commands/s")
+    print(f"outbox end to end (2 submitters x {IN_FLIGHT // 2} in flight) = {outbox_rate:.1f} commands/s")
+    print(f"outbox vs bare loop ratio = {ratio:.2f} (target >= {TARGET_RATIO})")
+    print(f"enqueue to commit median = {statistics.median(latencies) / block:.1f} block intervals")
+    print(f"enqueue to commit p99 = {p99 / block:.1f} block intervals")
+    print(f"block interval = {BLOCK_MS} ms")
+    print(f"median claim to envelope stored = {claim_to_stored * 1000:.0f} ms")
+    print(f"median envelope stored to commit recorded = {stored_to_commit * 1000:.0f} ms")
+    return 0 if ratio >= TARGET_RATIO else 1
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_committed(model, statuses, count: int, submitters, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in submitters):
+            sys.exit("a submitter exited during the benchmark")
+        if model.objects.filter(status=statuses.COMMITTED).count() >= count:
+            return
+        if model.objects.filter(status=statuses.FAILED).exists():
+            sys.exit(f"commands failed: {list(model.objects.filter(status=statuses.FAILED)[:3])}")
+        time.sleep(0.05)
+    sys.exit(f"timed out waiting for {count} committed commands")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
