@@ -131,10 +131,12 @@ def build_proposal(
         fixed.after_tx_id,
     ))
     header = _length_prefixed(b"\x0a", channel_header) + fixed.signature_header + nonce
-    chaincode_input = b"".join([  # repeated bytes: every element is written, even an empty one
-        _length_prefixed(b"\x0a", arg if isinstance(arg, bytes) else arg.encode("utf-8"))
-        for arg in (transaction_name, *args)
-    ])
+    chaincode_input = _length_prefixed(b"\x0a", transaction_name.encode("utf-8"))
+    for arg in args:  # repeated bytes: every element is written, even an empty one
+        if not isinstance(arg, bytes):
+            arg = arg.encode("utf-8")
+        size = len(arg)
+        chaincode_input += b"\x0a" + (_SMALL_VARINTS[size] if size < 16384 else _encode_varint(size)) + arg
     # ChaincodeInvocationSpec{chaincode_spec{chaincode_id, input}}; the spec's type (1) stays UNDEFINED
     invocation = _length_prefixed(b"\x0a", fixed.chaincode_id + _length_prefixed(b"\x1a", chaincode_input))
     payload = _length_prefixed(b"\x0a", invocation)
