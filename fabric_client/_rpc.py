@@ -15,7 +15,14 @@ from fabric_protos.gateway import gateway_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
-from fabric_client.errors import ErrorDetail, GatewayError
+from fabric_client.errors import (
+    CommitStatusError,
+    EndorseError,
+    ErrorDetail,
+    EvaluateError,
+    GatewayError,
+    SubmitError,
+)
 from fabric_client.identity import X509Identity
 from fabric_client.signing import Signer
 
@@ -25,7 +32,6 @@ if TYPE_CHECKING:
 _DETAILS_KEY = "grpc-status-details-bin"
 _SERVICE = "/gateway.Gateway/"
 
-R = TypeVar("R", bound=Message)
 E = TypeVar("E", bound=GatewayError)
 
 
@@ -94,22 +100,20 @@ class GatewayStub:
         except grpc.RpcError as error:
             raise to_gateway_error(error, error_type, transaction_id) from None
 
-    def evaluate(self, request: gateway_pb2.EvaluateRequest, timeout: float | None,
-                 error_type: type[GatewayError]) -> gateway_pb2.EvaluateResponse:
-        return self._call(self._evaluate, request, timeout, error_type, request.transaction_id)
+    def evaluate(self, request: gateway_pb2.EvaluateRequest, timeout: float | None) -> gateway_pb2.EvaluateResponse:
+        return self._call(self._evaluate, request, timeout, EvaluateError, request.transaction_id)
 
-    def endorse(self, request: gateway_pb2.EndorseRequest, timeout: float | None,
-                error_type: type[GatewayError]) -> gateway_pb2.EndorseResponse:
-        return self._call(self._endorse, request, timeout, error_type, request.transaction_id)
+    def endorse(self, request: gateway_pb2.EndorseRequest, timeout: float | None) -> gateway_pb2.EndorseResponse:
+        return self._call(self._endorse, request, timeout, EndorseError, request.transaction_id)
 
-    def submit(self, request: gateway_pb2.SubmitRequest, timeout: float | None,
-               error_type: type[GatewayError]) -> gateway_pb2.SubmitResponse:
-        return self._call(self._submit, request, timeout, error_type, request.transaction_id)
+    def submit(self, request: gateway_pb2.SubmitRequest, timeout: float | None) -> gateway_pb2.SubmitResponse:
+        return self._call(self._submit, request, timeout, SubmitError, request.transaction_id)
 
-    def commit_status(self, request: bytes, transaction_id: str, timeout: float | None,
-                      error_type: type[GatewayError]) -> gateway_pb2.CommitStatusResponse:
+    def commit_status(
+        self, request: bytes, transaction_id: str, timeout: float | None
+    ) -> gateway_pb2.CommitStatusResponse:
         """``request`` is a serialized ``SignedCommitStatusRequest`` (kept as bytes so it can be stored)."""
-        return self._call(self._commit_status, request, timeout, error_type, transaction_id)
+        return self._call(self._commit_status, request, timeout, CommitStatusError, transaction_id)
 
     def chaincode_events(self, request: bytes, timeout: float | None) -> grpc.Call:
         """Open the event stream; iterate it through :func:`iterate_stream`."""

@@ -10,8 +10,7 @@ from fabric_protos.gateway import gateway_pb2
 from fabric_protos.peer import proposal_pb2
 
 from fabric_client._rpc import ClientContext
-from fabric_client.errors import EndorseError, EvaluateError
-from fabric_client.transaction import Transaction, prepared_transaction
+from fabric_client.transaction import Transaction
 
 
 class Proposal:
@@ -91,7 +90,7 @@ class Proposal:
             target_organizations=self.endorsing_organizations,
         )
         response = self._context.stub.evaluate(
-            request, timeout if timeout is not None else self._context.timeouts.evaluate, EvaluateError
+            request, timeout if timeout is not None else self._context.timeouts.evaluate
         )
         return response.result.payload
 
@@ -104,9 +103,11 @@ class Proposal:
             endorsing_organizations=self.endorsing_organizations,
         )
         response = self._context.stub.endorse(
-            request, timeout if timeout is not None else self._context.timeouts.endorse, EndorseError
+            request, timeout if timeout is not None else self._context.timeouts.endorse
         )
-        prepared = prepared_transaction(self.transaction_id, response.prepared_transaction)
+        prepared = gateway_pb2.PreparedTransaction(
+            transaction_id=self.transaction_id, envelope=response.prepared_transaction
+        )
         transaction = Transaction(self._context, prepared)
         if self._context.signer is not None:
             transaction.sign()

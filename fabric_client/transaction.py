@@ -11,11 +11,7 @@ from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_
 
 from fabric_client import _builders
 from fabric_client._rpc import ClientContext
-from fabric_client.errors import CommitStatusError, GatewayError, SubmitError, validation_code_name
-
-
-def prepared_transaction(transaction_id: str, envelope: common_pb2.Envelope) -> gateway_pb2.PreparedTransaction:
-    return gateway_pb2.PreparedTransaction(transaction_id=transaction_id, envelope=envelope)
+from fabric_client.errors import GatewayError, validation_code_name
 
 
 @dataclass(frozen=True)
@@ -86,9 +82,7 @@ class Transaction:
             channel_id=self.channel,
             prepared_transaction=self._prepared.envelope,
         )
-        self._context.stub.submit(
-            request, timeout if timeout is not None else self._context.timeouts.submit, SubmitError
-        )
+        self._context.stub.submit(request, timeout if timeout is not None else self._context.timeouts.submit)
         return new_commit(self._context, self.transaction_id, self.channel)
 
 
@@ -122,7 +116,6 @@ class Commit:
             self._signed.SerializeToString(),
             self.transaction_id,
             timeout if timeout is not None else self._context.timeouts.commit_status,
-            CommitStatusError,
         )
         return Status(
             code=response.result,
