@@ -5,9 +5,12 @@
         gateway = devnet.connect()
         contract = gateway.network(devnet.channel).contract(devnet.chaincode, "IdentityContract")
 
-Command line: ``python -m fabric_client.devnet --data-dir var/devnet`` (prints the FABRIC_* variables).
+Command line: ``python -m fabric_client.devnet --data-dir var/devnet`` (prints the FABRIC_* variables);
+as a child process from tests: :class:`DevnetProcess`; a large chain quickly: ``DevnetServer.seed`` or
+``python -m fabric_client.devnet.seed``; many transactions over gRPC: :func:`fabric_client.devnet.load.submit_many`.
 """
 
-from fabric_client.devnet.server import CHAINCODE, CHANNEL, MSP_ID, DevnetServer
+from fabric_client.devnet.process import DevnetProcess
+from fabric_client.devnet.server import CHAINCODE, CHANNEL, MSP_ID, DevnetServer, EndorsementRefused
 
-__all__ = ["CHAINCODE", "CHANNEL", "MSP_ID", "DevnetServer"]
+__all__ = ["CHAINCODE", "CHANNEL", "MSP_ID", "DevnetProcess", "DevnetServer", "EndorsementRefused"]

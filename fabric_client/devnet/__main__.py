@@ -14,9 +14,8 @@ import sys
 import threading
 from types import FrameType
 
+from fabric_client.devnet.process import READY
 from fabric_client.devnet.server import DevnetServer
-
-READY = "devnet ready"
 
 
 def main(argv: list[str] | None = None) -> int:

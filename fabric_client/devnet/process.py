@@ -15,7 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from fabric_client.devnet.__main__ import READY
+READY = "devnet ready"
+"""The line ``python -m fabric_client.devnet`` prints once it serves (after its ``export`` lines)."""
 
 
 class DevnetProcess:

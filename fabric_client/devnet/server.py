@@ -487,11 +487,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         """
         try:
             up = _unpack(signed)
-            if up.channel_header.channel_id != self._channel or up.chaincode != self._chaincode:
-                raise ValueError(f"chaincode {up.chaincode} is not installed on channel {up.channel_header.channel_id}")
-            self._check_proposal(up)
         except (DecodeError, ValueError) as exc:
             raise EndorsementRefused(f"failed to unpack transaction proposal: {exc}") from None
+        if up.channel_header.channel_id != self._channel or up.chaincode != self._chaincode:
+            raise EndorsementRefused(
+                f"chaincode {up.chaincode} is not installed on channel {up.channel_header.channel_id}"
+            )
+        try:
+            self._check_proposal(up)
         except _EndorserFailure as failure:
             raise EndorsementRefused(failure.message) from None
         stub, response = self._simulate(up)
