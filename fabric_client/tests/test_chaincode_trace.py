@@ -18,7 +18,8 @@ def test_the_trace_has_all_38_steps() -> None:
 
 def test_devnet_replays_every_step_with_the_same_outcome_code_result_and_event(network: Network) -> None:
     contract = network.contract("gxcc")
-    with network.chaincode_events("gxcc", timeout=30) as events:
+    start = network.chain_info().height  # an explicit start: no race with the first commit
+    with network.chaincode_events("gxcc", start_block=start, timeout=60) as events:
         for number, step in enumerate(STEPS, 1):
             observed = _run(contract, step)
             if step["outcome"] == "ok" and step["call"] == "submit":

@@ -231,7 +231,8 @@ def test_the_same_signed_envelope_submitted_twice_commits_once_and_status_keeps_
     transaction = tokenomics.new_proposal("TransferWithFees", [sender, recipient, "1000000", "", "", ""]).endorse()
     first = transaction.submit().status()
     transaction.submit()  # both Submits succeed: nothing rejects a duplicate before commit
-    time.sleep(0.2)  # let the copy be cut into its own block
+    sentinel = identity_contract.new_proposal("CreateUser", new_user_args()).endorse()
+    sentinel.submit().status(timeout=5)  # ordered after the copy: once it is committed, so is the copy
     assert network.commit_status(transaction.transaction_id, timeout=2) == first
     assert first.code_name == "VALID"
     copies = [
@@ -242,20 +243,22 @@ def test_the_same_signed_envelope_submitted_twice_commits_once_and_status_keeps_
     ]
     assert copies == [(first.block_number, 0), (first.block_number + 1, 9)]  # VALID, then DUPLICATE_TXID
     assert tokenomics.evaluate("GetBalance", sender) == b"499000000"
-    with network.chaincode_events("gxcc", start_block=start, timeout=1) as stream:
-        events = _drain(stream)
+    events = _events_before(network, start, sentinel.transaction_id)
     assert [e.transaction_id for e in events] == [transaction.transaction_id]
 
 
-def _drain(stream) -> list:
-    """Read a stream until its deadline passes (devnet keeps streams open, as a peer does)."""
+def _events_before(network: Network, start_block: int, sentinel_tx_id: str) -> list:
+    """Every event from ``start_block`` up to (not including) the event of a transaction submitted last.
+
+    Streams stay open (as on a peer), so a known later event marks where to stop reading.
+    """
     events = []
-    try:
+    with network.chaincode_events("gxcc", start_block=start_block, timeout=10) as stream:
         for event in stream:
+            if event.transaction_id == sentinel_tx_id:
+                return events
             events.append(event)
-    except Exception as exc:  # the deadline ends the stream
-        assert getattr(exc, "code", None) == grpc.StatusCode.DEADLINE_EXCEEDED
-    return events
+    raise AssertionError("the stream ended before the sentinel event")
 
 
 # -- commit status ----------------------------------------------------------------------------------------
@@ -300,8 +303,8 @@ def test_without_a_start_position_the_stream_begins_at_the_next_block_to_commit(
     identity_contract: Contract, network: Network
 ) -> None:
     create_user(identity_contract)  # history the stream must not replay
-    with network.chaincode_events("gxcc", timeout=5) as stream:
-        time.sleep(0.1)  # the stream is registered at the current height
+    with network.chaincode_events("gxcc", timeout=10) as stream:
+        time.sleep(0.5)  # let the server register the stream at the current height
         later = identity_contract.new_proposal("CreateUser", new_user_args()).endorse()
         later.submit()
         event = next(stream)
@@ -312,7 +315,7 @@ def test_resuming_with_a_checkpoint_delivers_no_duplicate_and_no_gap(tmp_path) -
     from fabric_client import InMemoryCheckpointer
     from fabric_client.devnet.load import submit_many
 
-    with DevnetServer(tmp_path, port=0, block_size=3, block_timeout=0.05) as devnet, devnet.connect() as gateway:
+    with DevnetServer(tmp_path, port=0, block_size=3, block_timeout=1) as devnet, devnet.connect() as gateway:
         network = gateway.network(devnet.channel)
         contract = network.contract(devnet.chaincode, "IdentityContract")
         statuses = submit_many(contract, [("CreateUser", new_user_args()) for _ in range(9)], in_flight=9)
@@ -354,8 +357,10 @@ def test_two_transfers_from_one_wallet_in_one_block_the_second_is_an_mvcc_read_c
         assert second_status.code_name == "MVCC_READ_CONFLICT" and second_status.code == 11
         assert tokenomics.evaluate("GetBalance", sender) == b"499000000"
         assert tokenomics.evaluate("GetBalance", second_to) == b"500000000"
-        with network.chaincode_events("gxcc", start_block=first_status.block_number, timeout=1) as stream:
-            events = _drain(stream)
+        sentinels = [identity_contract.new_proposal("CreateUser", new_user_args()).endorse() for _ in range(2)]
+        for sentinel in sentinels:  # two: a block holds two transactions here
+            sentinel.submit()
+        events = _events_before(network, first_status.block_number, sentinels[0].transaction_id)
         assert [e.transaction_id for e in events] == [first.transaction_id]  # invalid txs emit no event
 
 
