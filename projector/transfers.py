@@ -119,12 +119,15 @@ def _sender_profile(sender: User) -> UserProfile:
     profile = UserProfile.objects.select_related("user").filter(user_id=sender.pk).first()
     if profile is None:
         raise Forbidden("Only users with a profile and a wallet can send transfers.", code="no_wallet")
+    return profile
+
+
+def _check_sender_can_send(profile: UserProfile) -> None:
     if profile.status == ProfileStatus.FROZEN:
         raise Conflict("Your wallet is frozen; transfers from it are refused.", code="wallet_frozen")
     if profile.status != ProfileStatus.ACTIVE:
         raise Conflict(f"Your account is not active on chain yet (status {profile.status}); transfers need an "
                        "approved KYC and a wallet.", code="sender_not_active")
-    return profile
 
 
 def _recipient_profile(*, to_user_id: uuid.UUID | None, to_email: str | None) -> UserProfile:
@@ -177,26 +180,31 @@ def transfer_request(
 ) -> TransferAccepted:
     """Checks a transfer as a user would expect and enqueues TRANSFER; the chain decides in the end.
 
-    Checks, in the chaincode's order: the sender is ACTIVE with a wallet (403 ``no_wallet`` without a profile,
+    A key this sender already used returns its command first (as the chaincode replays before any check).
+    Then, in the chaincode's order: the sender is ACTIVE with a wallet (403 ``no_wallet`` without a profile,
     409 ``sender_not_active`` before the chain knows them), the recipient exists (404 ``recipient_not_found``),
     is not the sender (400 ``self_transfer``), neither wallet is frozen (409 ``wallet_frozen``), the recipient
     is ACTIVE (409 ``recipient_not_active``), and amount + fee ≤ the projected balance (409
-    ``insufficient_funds``, the fee stated). A key already used by this sender returns its command.
-    Exactly one of ``to_user_id`` / ``to_email``.
+    ``insufficient_funds``, the fee stated). Exactly one of ``to_user_id`` / ``to_email``.
     """
     if (to_user_id is None) == (to_email is None):
         raise ValidationFailed("Give exactly one of to_user_id and to_email.",
                                fields={"to_user_id": ["Give exactly one of to_user_id and to_email."]})
     if len(remark) > REMARK_MAX:
         raise ValidationFailed("The remark is too long.", fields={"remark": [f"At most {REMARK_MAX} characters."]})
-    amount_qirat = _checked_qirat(amount_qirat)
+    try:
+        amount_qirat = _checked_qirat(amount_qirat)
+    except ValueError as exc:
+        raise ValidationFailed("The amount is invalid.", fields={"amount_qirat": [str(exc)]}) from exc
     sender_profile = _sender_profile(sender)
     key = chain_idempotency_key(sender_onchain_id=sender_profile.onchain_user_id, client_key=idempotency_key)
     if idempotency_key is not None:
         existing = OutboxCommand.objects.filter(idempotency_key=key).first()
         if existing is not None:
+            # Like the chaincode: a replay answers even if a wallet was frozen or emptied since.
             return _replay_or_reject(existing, sender=sender_profile, to_user_id=to_user_id, to_email=to_email,
                                      amount_qirat=amount_qirat, remark=remark)
+    _check_sender_can_send(sender_profile)
 
     recipient = _recipient_profile(to_user_id=to_user_id, to_email=to_email)
     if recipient.pk == sender_profile.pk:

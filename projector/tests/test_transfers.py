@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from gxbackend.models import IdempotencyRecord
-from identity.models import ProfileStatus
+from identity.models import ProfileStatus, UserProfile
 from identity.tokens import tokens_for
 from outbox.models import CommandType, OutboxCommand
 from projector.models import Wallet
@@ -273,7 +273,9 @@ def test_the_outbox_row_still_answers_once_the_idempotency_record_is_gone(pair, 
     body = {"to_user_id": str(recipient.pk), "amount": "5"}
     first = post(sender, body, key="k3").json()
     IdempotencyRecord.objects.all().delete()  # e.g. expired
-    Wallet.objects.filter(user=sender).update(balance_qirat=0)  # a replay succeeds whatever changed since
+    # A replay succeeds whatever changed since (as on chain): the wallet emptied and frozen.
+    Wallet.objects.filter(user=sender).update(balance_qirat=0, frozen=True)
+    UserProfile.objects.filter(user=sender).update(status=ProfileStatus.FROZEN)
     again = post(sender, body, key="k3")
     assert again.status_code == 202
     assert again.json()["command_id"] == first["command_id"]
