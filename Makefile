@@ -38,4 +38,4 @@ bench: $(STAMP)
 	done
 
 clean:
-	rm -rf var/ .pytest_cache .ruff_cache
+	rm -rf var/ .pytest_cache .ruff_cache .venv-tools
