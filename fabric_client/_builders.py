@@ -73,6 +73,12 @@ def chaincode_header_extension(chaincode: str) -> bytes:
     ).SerializeToString()
 
 
+@functools.lru_cache(maxsize=4)
+def _seconds_field(seconds: int) -> bytes:
+    """``Timestamp.seconds``: the same for every proposal built within one second."""
+    return _varint_field(1, seconds)
+
+
 @dataclass(frozen=True)
 class _FixedFields:
     """Encoded fragments that depend only on (channel, chaincode, creator): built once, reused.
@@ -122,7 +128,7 @@ def build_proposal(
     fixed = _fixed_fields(channel, chaincode, creator)
     tx_id = transaction_id(nonce, creator)
     seconds, nanos = divmod(timestamp_ns, 1_000_000_000)
-    timestamp = b"\x08" + _varint(seconds) + (b"\x10" + _varint(nanos) if nanos else b"")
+    timestamp = _seconds_field(seconds) + (b"\x10" + _varint(nanos) if nanos else b"")
     channel_header = b"".join((
         fixed.channel_type,
         _length_prefixed(b"\x1a", timestamp),  # 3: timestamp

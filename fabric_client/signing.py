@@ -77,11 +77,13 @@ def is_low_s(signature: bytes, order: int) -> bool:
 class EcdsaSigner:
     """Signs SHA-256 digests with an EC private key (P-256 or P-384), DER encoded, low S."""
 
-    __slots__ = ("_key", "_order")
+    __slots__ = ("_half_order", "_key", "_order", "_size")
 
     def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
         self._key = private_key
         self._order = curve_order(private_key.curve)
+        self._size = (self._order.bit_length() + 7) // 8
+        self._half_order = (self._order // 2).to_bytes(self._size, "big")
 
     @classmethod
     def from_pem(cls, pem: bytes, password: bytes | None = None) -> EcdsaSigner:
@@ -103,4 +105,13 @@ class EcdsaSigner:
     def __call__(self, digest: bytes) -> bytes:
         if len(digest) != 32:
             raise ValueError("expected a 32-byte SHA-256 digest")
-        return to_low_s(self._key.sign(digest, _PREHASHED_SHA256), self._order)
+        signature = self._key.sign(digest, _PREHASHED_SHA256)
+        # Decide on the DER bytes of s, without integers: signing is what a submitter spends its CPU on.
+        # A shorter s is below n/2; a 0x00-padded one has its top bit set, above n/2 for P-256 and P-384.
+        s_at = 4 + signature[3]
+        s_size = signature[s_at + 1]
+        if s_size < self._size or (
+            s_size == self._size and signature[s_at + 2 : s_at + 2 + s_size] <= self._half_order
+        ):
+            return signature
+        return to_low_s(signature, self._order)

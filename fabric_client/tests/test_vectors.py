@@ -132,3 +132,16 @@ def test_low_s_normalisation_agrees_with_cryptography_on_random_signatures(curve
         low = to_low_s(raw, order)
         assert low == encode_dss_signature(r, min(s, order - s))
         key.public_key().verify(low, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1()], ids=["P-256", "P-384"])
+def test_the_signer_returns_only_low_s_signatures_on_both_curves(curve: ec.EllipticCurve) -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    key = ec.generate_private_key(curve)
+    signer = EcdsaSigner(key)
+    for n in range(300):
+        digest = hashlib.sha256(n.to_bytes(4, "big")).digest()
+        signature = signer(digest)
+        assert decode_dss_signature(signature)[1] <= CURVE_ORDERS[curve.name] // 2
+        key.public_key().verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
