@@ -747,8 +747,9 @@ class DevnetServer:
         if self.ledger.height == 0:
             self.ledger.append([_genesis_envelope(CHANNEL)], [])
         self._orderer = Orderer(self._committer.commit, block_size, block_timeout)
+        self._executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="devnet-rpc")
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="devnet-rpc"),
+            self._executor,
             options=[
                 ("grpc.so_reuseport", 0),  # a second devnet on the same port must fail, not share it
                 ("grpc.max_receive_message_length", 100 * MIB),
@@ -830,6 +831,7 @@ class DevnetServer:
         self._orderer.stop()
         self._committer.stop()
         self._server.stop(grace).wait()
+        self._executor.shutdown(wait=False)  # idle workers exit and drop their ledger read connections
         self.ledger.close()
 
     def __enter__(self) -> DevnetServer:
