@@ -21,6 +21,10 @@ One process plays the gateway peer, its endorser, a single orderer and the commi
 The ledger is a SQLite file under the data directory (:mod:`.ledger`): a restart on the same directory keeps the
 chain. Transactions accepted by Submit but not yet in a block are cut into a final block on a clean stop; a
 ``kill -9`` loses them, as an orderer crash before consensus would.
+
+Not modelled: the peer's Deliver service (block events), range queries, private data, several organisations.
+Speed: endorsements this process signed are not verified again at commit (any other is); :meth:`DevnetServer.seed`
+builds large chains without gRPC.
 """
 
 from __future__ import annotations
