@@ -266,16 +266,15 @@ class Contract:
             timestamp_ns=time.time_ns(),
             transient=transient,
         )
-        proposal = Proposal(
+        signer = self._context.signer
+        return Proposal(
             self._context,
             transaction_id=tx_id,
             proposal_bytes=proposal_bytes,
             channel=self.channel,
+            signature=signer(_builders.sha256(proposal_bytes)) if signer is not None else b"",
             endorsing_organizations=endorsing_organizations,
         )
-        if self._context.signer is not None:
-            proposal.sign()
-        return proposal
 
     def evaluate(
         self, function: str, *args: Arg, transient: Mapping[str, bytes] | None = None,
