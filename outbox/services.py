@@ -217,6 +217,7 @@ def outbox_claim_commands(
         aggregate_id=OuterRef("aggregate_id"), status__in=UNFINISHED
     ).order_by("id").values("id")[:1]
     with transaction.atomic():
+        relaxed_commit()
         commands = list(
             OutboxCommand.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status__in=UNFINISHED, next_attempt_at__lte=now)
@@ -241,9 +242,13 @@ def outbox_renew_leases(*, worker_id: str, ids: Iterable[int], lease_seconds: fl
         return set()
     lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.OUTBOX_LEASE_SECONDS)
     mine = OutboxCommand.objects.filter(id__in=ids, locked_by=worker_id, status__in=UNFINISHED)
-    held = set(mine.values_list("id", flat=True))
-    mine.update(locked_until=timezone.now() + lease)
-    return held
+    with transaction.atomic():
+        relaxed_commit()
+        # In id order and skipping rows being written right now (they are finishing): no deadlock with the
+        # submitter's own batched writes.
+        lockable = list(mine.select_for_update(skip_locked=True).order_by("id").values_list("id", flat=True))
+        OutboxCommand.objects.filter(id__in=lockable).update(locked_until=timezone.now() + lease)
+    return set(mine.values_list("id", flat=True))
 
 
 def outbox_release(*, worker_id: str, ids: Iterable[int]) -> int:
@@ -259,9 +264,34 @@ def outbox_release(*, worker_id: str, ids: Iterable[int]) -> int:
     return released
 
 
-def _fenced(command_id: int, worker_id: str, **changes: Any) -> None:
+def relaxed_commit() -> None:
+    """Inside a transaction: commit without waiting for the WAL flush (PostgreSQL only).
+
+    Only for writes whose loss in a database crash is harmless: a lost claim or lease is a lease that
+    expires; a lost outcome leaves the row SUBMITTED with its envelope, which the next attempt resubmits
+    and asks about again. The envelope store before Submit is always durable. Measured: the flush cost
+    30–60 ms per write under load, on the path of every command.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def _fenced(command_id: int, worker_id: str, *, durable: bool = False, **changes: Any) -> None:
+    """Updates the row only while ``worker_id`` holds its lease; raises LeaseLost otherwise.
+
+    Inside a caller's transaction (the submitter's batched writer) the caller decides about durability.
+    """
     changes.setdefault("updated_at", timezone.now())
-    if not OutboxCommand.objects.filter(id=command_id, locked_by=worker_id).update(**changes):
+    rows = OutboxCommand.objects.filter(id=command_id, locked_by=worker_id)
+    if connection.in_atomic_block:
+        updated = rows.update(**changes)
+    else:
+        with transaction.atomic():
+            if not durable:
+                relaxed_commit()
+            updated = rows.update(**changes)
+    if not updated:
         raise LeaseLost(f"command {command_id} is no longer leased to {worker_id}")
 
 
@@ -279,8 +309,8 @@ def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float
 def outbox_record_endorsed(*, command_id: int, worker_id: str, tx_id: str, envelope: bytes) -> None:
     """Stores the tx id and the signed envelope *before* Submit, so a crash after this point resubmits the
     same transaction instead of making a second one."""
-    _fenced(command_id, worker_id, status=CommandStatus.SUBMITTED, tx_id=tx_id, signed_envelope=envelope,
-            submitted_at=timezone.now(), validation_code="", block_number=None)
+    _fenced(command_id, worker_id, durable=True, status=CommandStatus.SUBMITTED, tx_id=tx_id,
+            signed_envelope=envelope, submitted_at=timezone.now(), validation_code="", block_number=None)
 
 
 def outbox_record_committed(*, command_id: int, worker_id: str, block_number: int, result: Any) -> None:

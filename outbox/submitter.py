@@ -30,11 +30,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 from django.db import connection
+from django.db import transaction as db_transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -50,9 +52,17 @@ from outbox.services import (
     outbox_record_retry,
     outbox_release,
     outbox_renew_leases,
+    relaxed_commit,
 )
 
 logger = logging.getLogger("outbox.submitter")
+T = TypeVar("T")
+
+
+class Write(Protocol):
+    """How a unit of work applies a row write: directly, or through the batching :class:`DbWriter`."""
+
+    def __call__(self, function: Callable[..., T], /, **kwargs: Any) -> T: ...
 
 CRASH_ENV = "GX_SUBMITTER_CRASH_AT"
 RETRY_AS_NEW_TRANSACTION = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
@@ -132,9 +142,39 @@ def _release_db() -> None:
         connection.close()
 
 
-def process_command(command: OutboxCommand | int, *, worker_id: str, fabric: Fabric) -> str:
+def _direct(function: Callable[..., T], **kwargs: Any) -> T:
+    return function(**kwargs)
+
+
+class _Slot:
+    """One of the process's ``OUTBOX_MAX_IN_FLIGHT`` Fabric transactions, held from endorsement (or resubmit)
+    until the commit status is known, and released exactly once."""
+
+    def __init__(self, semaphore: threading.Semaphore | None) -> None:
+        self._semaphore = semaphore
+        self._held = False
+
+    def acquire(self) -> None:
+        if self._semaphore is not None:
+            self._semaphore.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._semaphore.release()  # type: ignore[union-attr]
+
+
+def process_command(
+    command: OutboxCommand | int, *, worker_id: str, fabric: Fabric, write: Write = _direct,
+    fabric_slots: threading.Semaphore | None = None,
+) -> str:
     """One attempt at a command leased to ``worker_id`` (the row as claimed, or its id); returns what became
-    of it: ``committed``, ``failed`` (final; dead-lettered or not), ``retried`` or ``lost`` (lease taken over)."""
+    of it: ``committed``, ``failed`` (final; dead-lettered or not), ``retried`` or ``lost`` (lease taken over).
+
+    ``fabric_slots`` bounds the transactions in flight on Fabric; the outcome is recorded after the slot is
+    released, so database latency does not count against the in-flight limit.
+    """
     if not isinstance(command, OutboxCommand):
         command = OutboxCommand.objects.get(id=command)
     command_id = command.id
@@ -142,6 +182,8 @@ def process_command(command: OutboxCommand | int, *, worker_id: str, fabric: Fab
         return "lost"
     log = {"command_id": str(command.command_id), "request_id": command.request_id}
     _release_db()
+    slot = _Slot(fabric_slots)
+    slot.acquire()
     try:
         if command.status == CommandStatus.SUBMITTED and command.tx_id and command.signed_envelope:
             transaction = fabric.gateway.transaction_from_bytes(bytes(command.signed_envelope))
@@ -157,18 +199,20 @@ def process_command(command: OutboxCommand | int, *, worker_id: str, fabric: Fab
             try:
                 transaction = proposal.endorse()
             except EndorseError as exc:
-                return _endorse_failed(command, worker_id, exc)
+                slot.release()
+                return _endorse_failed(command, worker_id, exc, write)
             crash_point("before_store")
-            outbox_record_endorsed(command_id=command_id, worker_id=worker_id,
+            write(outbox_record_endorsed, command_id=command_id, worker_id=worker_id,
                                    tx_id=transaction.transaction_id, envelope=transaction.bytes())
             _release_db()
             crash_point("after_endorse")
             try:
                 transaction.submit()
             except SubmitError as exc:
+                slot.release()
                 if exc.retryable:  # ambiguous: resend the same envelope next time
-                    return _retry(command, worker_id, f"submit: {exc}", new_transaction=False)
-                outbox_record_failed(command_id=command_id, worker_id=worker_id, dead_letter=True,
+                    return _retry(command, worker_id, write=write, error=f"submit: {exc}", new_transaction=False)
+                write(outbox_record_failed, command_id=command_id, worker_id=worker_id, dead_letter=True,
                                      error=f"orderer refused the transaction: {exc}")
                 PROCESSED.labels("failed").inc()
                 return "failed"
@@ -178,23 +222,25 @@ def process_command(command: OutboxCommand | int, *, worker_id: str, fabric: Fab
         try:
             status = fabric.network.commit_status(tx_id, timeout=settings.FABRIC_COMMIT_STATUS_TIMEOUT)
         except CommitStatusError as exc:
+            slot.release()
             if exc.retryable:
-                return _retry(command, worker_id, f"commit status: {exc}", new_transaction=False)
-            outbox_record_failed(command_id=command_id, worker_id=worker_id, dead_letter=True,
+                return _retry(command, worker_id, write=write, error=f"commit status: {exc}", new_transaction=False)
+            write(outbox_record_failed, command_id=command_id, worker_id=worker_id, dead_letter=True,
                                  error=f"commit status refused: {exc}")
             PROCESSED.labels("failed").inc()
             return "failed"
+        slot.release()
         if status.successful:
-            outbox_record_committed(command_id=command_id, worker_id=worker_id, block_number=status.block_number,
+            write(outbox_record_committed, command_id=command_id, worker_id=worker_id, block_number=status.block_number,
                                     result=_decode_result(transaction.result))
             PROCESSED.labels("success").inc()
             DURATION.observe((timezone.now() - command.created_at).total_seconds())
             logger.info("command committed in block %s", status.block_number, extra=log)
             return "committed"
         if status.code_name in RETRY_AS_NEW_TRANSACTION:
-            return _retry(command, worker_id, f"transaction {tx_id} committed as {status.code_name}",
+            return _retry(command, worker_id, write=write, error=f"transaction {tx_id} committed as {status.code_name}",
                           new_transaction=True, validation_code=status.code_name, block_number=status.block_number)
-        outbox_record_failed(command_id=command_id, worker_id=worker_id, dead_letter=True,
+        write(outbox_record_failed, command_id=command_id, worker_id=worker_id, dead_letter=True,
                              error=f"transaction {tx_id} committed as {status.code_name}",
                              validation_code=status.code_name, block_number=status.block_number)
         PROCESSED.labels("failed").inc()
@@ -203,19 +249,20 @@ def process_command(command: OutboxCommand | int, *, worker_id: str, fabric: Fab
         logger.warning("lease lost; another submitter carries on", extra=log)
         return "lost"
     finally:
+        slot.release()
         _release_db()
 
 
-def _endorse_failed(command: OutboxCommand, worker_id: str, exc: EndorseError) -> str:
+def _endorse_failed(command: OutboxCommand, worker_id: str, exc: EndorseError, write: Write) -> str:
     if exc.chaincode_code:
-        outbox_record_failed(command_id=command.id, worker_id=worker_id, chaincode_code=exc.chaincode_code,
+        write(outbox_record_failed, command_id=command.id, worker_id=worker_id, chaincode_code=exc.chaincode_code,
                              error=_chaincode_message(exc))
         PROCESSED.labels("failed").inc()
         return "failed"
     if exc.retryable or exc.duplicate_transaction or exc.stale_proposal:
         # Nothing was stored or submitted: the next attempt builds and signs a fresh proposal.
-        return _retry(command, worker_id, f"endorse: {exc}", new_transaction=True)
-    outbox_record_failed(command_id=command.id, worker_id=worker_id, dead_letter=True, error=f"endorse: {exc}")
+        return _retry(command, worker_id, write=write, error=f"endorse: {exc}", new_transaction=True)
+    write(outbox_record_failed, command_id=command.id, worker_id=worker_id, dead_letter=True, error=f"endorse: {exc}")
     PROCESSED.labels("failed").inc()
     return "failed"
 
@@ -227,9 +274,9 @@ def _chaincode_message(exc: EndorseError) -> str:
     return str(exc)
 
 
-def _retry(command: OutboxCommand, worker_id: str, error: str, *, new_transaction: bool,
+def _retry(command: OutboxCommand, worker_id: str, error: str, *, new_transaction: bool, write: Write = _direct,
            validation_code: str = "", block_number: int | None = None) -> str:
-    retried = outbox_record_retry(command_id=command.id, worker_id=worker_id, error=error,
+    retried = write(outbox_record_retry, command_id=command.id, worker_id=worker_id, error=error,
                                   new_transaction=new_transaction, validation_code=validation_code,
                                   block_number=block_number)
     PROCESSED.labels("retried" if retried else "failed").inc()
@@ -238,29 +285,84 @@ def _retry(command: OutboxCommand, worker_id: str, error: str, *, new_transactio
     return "retried" if retried else "failed"
 
 
+class DbWriter:
+    """One thread that applies the submitter's row writes in batches: every write pending at that moment
+    goes into one transaction, so N commands finishing together cost one commit (and one WAL flush) instead
+    of N. Callers block until their write is committed, so "envelope stored before Submit" still holds.
+    A batch is durable when any write in it is (the envelope store); the others relax the flush
+    (see ``outbox.services.relaxed_commit``).
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[int, Callable[[], Any], bool, Future]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="submitter-db-writer", daemon=True).start()
+
+    def __call__(self, function: Callable[..., T], /, **kwargs: Any) -> T:
+        future: Future = Future()
+        self._queue.put((kwargs["command_id"], lambda: function(**kwargs), function is outbox_record_endorsed,
+                         future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            # Rows are locked in id order, as the claim and the lease renewal lock them: no deadlocks.
+            batch.sort(key=lambda item: item[0])
+            outcomes: list[tuple[Future, Any, BaseException | None]] = []
+            try:
+                with db_transaction.atomic():
+                    if not any(durable for _, _, durable, _ in batch):
+                        relaxed_commit()
+                    for _, write, _, future in batch:
+                        try:
+                            outcomes.append((future, write(), None))
+                        except LeaseLost as exc:  # changed nothing: the batch goes on
+                            outcomes.append((future, None, exc))
+            except Exception as exc:  # the database refused the batch: every caller learns it
+                outcomes = [(future, None, exc) for _, _, _, future in batch]
+            finally:
+                _release_db()
+            for future, result, error in outcomes:
+                if error is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(error)
+
+
 class Submitter:
     """Claims due commands into leases and works on up to ``max_in_flight`` of them at once on daemon threads.
 
     The owner calls :meth:`submit_once` in its loop (it also renews leases) and :meth:`drain` on shutdown.
     ``wake`` is called whenever a command finishes, since that may make the next command of its aggregate due.
+    Besides the commands in flight it holds up to ``prefetch`` claimed ones ready, so a thread that finishes
+    starts the next transaction at once instead of waiting for the next claim (leases cover them too).
     """
 
     def __init__(self, fabric: Fabric, *, worker_id: str, max_in_flight: int, batch_size: int,
-                 lease_seconds: float, wake: Callable[[], None] = lambda: None) -> None:
+                 lease_seconds: float, wake: Callable[[], None] = lambda: None, prefetch: int | None = None) -> None:
         self.fabric = fabric
         self.worker_id = worker_id
         self.max_in_flight = max_in_flight
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.wake = wake
+        self.max_claimed = max_in_flight + 2 * (prefetch if prefetch is not None else max(1, max_in_flight // 4))
         self.claiming = True
+        self.write = DbWriter()
         self._queue: queue.SimpleQueue[OutboxCommand] = queue.SimpleQueue()
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
         self._renewed_at = time.monotonic()
         # Daemon threads: a thread stuck in a gRPC call must not keep the process alive after a shutdown
         # that handed its lease back.
-        for n in range(max_in_flight):
+        self.fabric_slots = threading.Semaphore(max_in_flight)
+        # A few threads more than Fabric slots: they record outcomes while others keep the slots busy.
+        for n in range(max_in_flight + max(1, max_in_flight // 4)):
             threading.Thread(target=self._work, name=f"submitter-{n}", daemon=True).start()
 
     @property
@@ -271,7 +373,7 @@ class Submitter:
     def submit_once(self) -> bool:
         """Claims what fits into the free in-flight slots; True when it claimed something (call again)."""
         self.renew_leases()
-        free = self.max_in_flight - self.in_flight
+        free = self.max_claimed - self.in_flight
         if not self.claiming or free <= 0:
             return False
         commands = outbox_claim_commands(worker_id=self.worker_id, limit=min(self.batch_size, free),
@@ -317,13 +419,14 @@ class Submitter:
             command_id = command.id
             try:
                 if self.claiming:
-                    process_command(command, worker_id=self.worker_id, fabric=self.fabric)
+                    process_command(command, worker_id=self.worker_id, fabric=self.fabric, write=self.write,
+                                    fabric_slots=self.fabric_slots)
                 else:  # shutting down before it started: hand it back at once
                     outbox_release(worker_id=self.worker_id, ids=[command_id])
             except Exception as exc:
                 logger.exception("command %s: unexpected error", command_id)
                 try:
-                    retried = outbox_record_retry(command_id=command_id, worker_id=self.worker_id,
+                    retried = self.write(outbox_record_retry, command_id=command_id, worker_id=self.worker_id,
                                                   error=f"{type(exc).__name__}: {exc}", new_transaction=False)
                     PROCESSED.labels("retried" if retried else "failed").inc()
                 except Exception:  # the lease expires and another attempt follows

@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 from gxbackend.workers import WorkerCommand
 from outbox.selectors import outbox_stats
@@ -76,8 +76,12 @@ class Command(WorkerCommand):
                     settings.OUTBOX_LEASE_SECONDS, extra={"worker_id": self.worker_id})
 
     def run_unit(self) -> bool:
-        self.refresh_gauges()
-        return self.submitter.submit_once()
+        try:
+            self.refresh_gauges()
+            return self.submitter.submit_once()
+        except DatabaseError as exc:  # the database is away: in-flight work goes on, claiming resumes later
+            logger.warning("claim failed: %s", exc)
+            return False
 
     def on_stop(self) -> None:
         submitter = getattr(self, "submitter", None)
