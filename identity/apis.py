@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from gxbackend.idempotency import idempotent
 from identity import selectors, services
+from identity.authentication import ProfileJWTAuthentication
 from identity.net import client_ip
 from identity.serializers import (
     KycSubmitInputSerializer,
@@ -25,6 +26,7 @@ from identity.serializers import (
     RefreshInputSerializer,
     RefreshOutputSerializer,
     RegisterInputSerializer,
+    render_profile,
 )
 from identity.throttles import KycThrottle, LoginThrottle, RegisterThrottle
 
@@ -78,7 +80,7 @@ class UserRegisterApi(APIView):
     @idempotent
     def post(self, request: Request) -> Response:
         profile = services.user_register(**_validated(RegisterInputSerializer, request.data))
-        return Response(ProfileOutputSerializer(profile).data, status=status.HTTP_201_CREATED)
+        return Response(render_profile(profile), status=status.HTTP_201_CREATED)
 
 
 class LoginApi(_TokenEndpoint):
@@ -110,6 +112,7 @@ class LogoutApi(_TokenEndpoint):
 
 
 class _ProfileApi(APIView):
+    authentication_classes = [ProfileJWTAuthentication]
     permission_classes = [IsAuthenticated]
 
     def profile_id(self, request: Request, user_id: uuid.UUID | None) -> uuid.UUID:
@@ -117,13 +120,13 @@ class _ProfileApi(APIView):
 
     def get(self, request: Request, user_id: uuid.UUID | None = None) -> Response:
         profile = selectors.profile_get_visible(viewer=request.user, profile_id=self.profile_id(request, user_id))
-        return Response(ProfileOutputSerializer(profile).data)
+        return Response(render_profile(profile))
 
     def patch(self, request: Request, user_id: uuid.UUID | None = None) -> Response:
         profile = selectors.profile_get_own(actor=request.user, profile_id=self.profile_id(request, user_id))
         changes = _validated(ProfileUpdateInputSerializer, request.data, partial=True)
         profile = services.profile_update(profile=profile, changes=dict(changes))
-        return Response(ProfileOutputSerializer(profile).data)
+        return Response(render_profile(profile))
 
 
 _GET_DOC = {"responses": {200: ProfileOutputSerializer, **_errors(401, 404)}, "tags": ["users"]}
@@ -156,6 +159,7 @@ class UserMeApi(_ProfileApi):
 
 
 class KycSubmitApi(APIView):
+    authentication_classes = [ProfileJWTAuthentication]
     permission_classes = [IsAuthenticated]
     throttle_classes = [KycThrottle]
 

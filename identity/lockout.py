@@ -28,14 +28,18 @@ def _keys(email: str, ip: str) -> tuple[str, str]:
     return f"login-failures:{digest}", f"login-locked-until:{digest}"
 
 
+def check(*, email: str, ip: str) -> tuple[int, bool]:
+    """``(seconds until this (email, IP) may try again or 0, whether failures are on record)`` in one round trip."""
+    failures_key, lock_key = _keys(email, ip)
+    found = cache.get_many([failures_key, lock_key])
+    locked_until = found.get(lock_key)
+    remaining = float(locked_until) - _now() if locked_until is not None else 0.0
+    return (math.ceil(remaining) if remaining > 0 else 0), bool(found.get(failures_key))
+
+
 def seconds_locked(*, email: str, ip: str) -> int:
     """Seconds until this (email, IP) may try again; 0 when it is not locked."""
-    _, lock_key = _keys(email, ip)
-    locked_until = cache.get(lock_key)
-    if locked_until is None:
-        return 0
-    remaining = float(locked_until) - _now()
-    return math.ceil(remaining) if remaining > 0 else 0
+    return check(email=email, ip=ip)[0]
 
 
 def record_failure(*, email: str, ip: str) -> int:

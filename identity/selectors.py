@@ -12,12 +12,22 @@ from identity.models import KycStatus, KycSubmission, User, UserProfile
 _NOT_FOUND = "No such user."
 
 
+def _own_profile(user: User) -> UserProfile:
+    try:
+        # Already loaded by ProfileJWTAuthentication (select_related): no query.
+        return user.profile
+    except UserProfile.DoesNotExist as exc:  # a staff account without a profile
+        raise NotFound(_NOT_FOUND) from exc
+
+
 def profile_get_visible(*, viewer: User, profile_id: uuid.UUID) -> UserProfile:
     """The profile ``viewer`` may read: their own, or any when staff.
 
     Another user's id answers exactly like a missing one (404), so ids cannot be probed.
     """
-    if viewer.pk != profile_id and not viewer.is_staff:
+    if viewer.pk == profile_id:
+        return _own_profile(viewer)
+    if not viewer.is_staff:
         raise NotFound(_NOT_FOUND)
     profile = UserProfile.objects.select_related("user").filter(user_id=profile_id).first()
     if profile is None:
@@ -34,10 +44,7 @@ def profile_get_own(*, actor: User, profile_id: uuid.UUID) -> UserProfile:
         if actor.is_staff and UserProfile.objects.filter(user_id=profile_id).exists():
             raise Forbidden("Staff review other users' profiles in the admin; the API edits only your own.")
         raise NotFound(_NOT_FOUND)
-    profile = UserProfile.objects.select_related("user").filter(user_id=profile_id).first()
-    if profile is None:
-        raise NotFound(_NOT_FOUND)
-    return profile
+    return _own_profile(actor)
 
 
 def user_get_for_login(*, email: str) -> User | None:

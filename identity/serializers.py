@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from identity.countries import ISO_3166_ALPHA2
-from identity.models import DocumentType, KycSubmission, UserProfile
+from identity.models import DocumentType, KycSubmission, ProfileStatus, UserProfile
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -87,15 +87,19 @@ class NameField(serializers.CharField):
         super().__init__(max_length=100, trim_whitespace=True, allow_blank=False, **kwargs)
 
 
-class ProfileOutputSerializer(serializers.ModelSerializer):
+class ProfileOutputSerializer(serializers.Serializer):
+    # Declared field by field rather than as a ModelSerializer: the profile is rendered on every GET and
+    # ModelSerializer rebuilds its fields from the model on each instantiation (measured by bench/api.py).
     id = serializers.UUIDField(source="user_id", read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True)
-
-    class Meta:
-        model = UserProfile
-        fields = ["id", "email", "first_name", "last_name", "date_of_birth", "nationality", "phone", "status",
-                  "created_at", "updated_at"]
-        read_only_fields = fields
+    first_name = serializers.CharField(read_only=True)
+    last_name = serializers.CharField(read_only=True)
+    date_of_birth = serializers.DateField(read_only=True)
+    nationality = serializers.CharField(read_only=True, help_text="ISO 3166-1 alpha-2")
+    phone = serializers.CharField(read_only=True, help_text="E.164, or empty")
+    status = serializers.ChoiceField(choices=ProfileStatus.choices, read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
 
 
 class RegisterInputSerializer(StrictInputSerializer):
@@ -187,3 +191,15 @@ class KycSubmitOutputSerializer(serializers.ModelSerializer):
         model = KycSubmission
         fields = ["id", "status", "submitted_at"]
         read_only_fields = fields
+
+
+# One bound instance renders every profile: DRF deep-copies and binds a serializer's fields on each
+# instantiation, which was the largest cost of GET /users/me beyond the bare view (bench/api.py).
+# ``to_representation`` keeps no state on the instance, so sharing it between threads is safe; never call
+# ``.data`` or ``is_valid`` on it.
+_PROFILE_RENDERER = ProfileOutputSerializer()
+
+
+def render_profile(profile: UserProfile) -> dict[str, Any]:
+    """The profile as the API returns it (``ProfileOutputSerializer``'s fields)."""
+    return _PROFILE_RENDERER.to_representation(profile)

@@ -110,7 +110,7 @@ def auth_login(*, email: str, password: str, client_ip: str) -> LoginResult:
     Unknown email, wrong password and inactive account all answer 401 ``invalid_credentials`` after one
     password-hash verification each. A locked (email, IP) answers 429 without verifying anything.
     """
-    retry_after = lockout.seconds_locked(email=email, ip=client_ip)
+    retry_after, failures_on_record = lockout.check(email=email, ip=client_ip)
     if retry_after:
         raise LoginLocked(retry_after)
     user = user_get_for_login(email=email)
@@ -122,7 +122,8 @@ def auth_login(*, email: str, password: str, client_ip: str) -> LoginResult:
     if not valid:
         lockout.record_failure(email=email, ip=client_ip)
         raise InvalidCredentials("The email or the password is wrong.")
-    lockout.record_success(email=email, ip=client_ip)
+    if failures_on_record:  # the common case (no earlier failure) costs no second cache round trip
+        lockout.record_success(email=email, ip=client_ip)
     tokens = tokens_for(user)
     return LoginResult(user=user, profile=getattr(user, "profile", None), **tokens)
 
