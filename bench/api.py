@@ -48,15 +48,20 @@ encoded, password, threads, warmup, seconds = sys.argv[1], sys.argv[2], int(sys.
 hasher = PasswordHasher()
 opens = time.perf_counter() + warmup
 closes = opens + seconds
-counts = [0] * threads
+counts, failures = [0] * threads, []
 def loop(i):
-    while time.perf_counter() < closes:
-        hasher.verify(encoded, password)
-        if opens <= time.perf_counter() <= closes:
-            counts[i] += 1
+    try:
+        while time.perf_counter() < closes:
+            hasher.verify(encoded, password)
+            if opens <= time.perf_counter() <= closes:
+                counts[i] += 1
+    except Exception as exc:
+        failures.append(exc)
 pool = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
 [t.start() for t in pool]
 [t.join() for t in pool]
+if failures:
+    sys.exit(f"raw verification failed: {failures[0]!r}")
 print(sum(counts) / seconds)
 """
 
@@ -203,7 +208,7 @@ def main() -> int:
             # treat both sides of the ratio alike on a shared machine.
             def raw() -> float:
                 done = subprocess.run(
-                    [sys.executable, "-c", RAW_VERIFY, encoded.split("$", 1)[1], PASSWORD, str(CORES),
+                    [sys.executable, "-c", RAW_VERIFY, "$" + encoded.split("$", 1)[1], PASSWORD, str(CORES),
                      str(WARMUP_SECONDS), str(ROUND_SECONDS)],
                     capture_output=True, text=True, check=True, start_new_session=True, timeout=120)
                 return float(done.stdout)
