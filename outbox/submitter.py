@@ -335,7 +335,7 @@ class DbWriter:
 
 
 class Submitter:
-    """Claims due commands into leases and works on up to ``max_in_flight`` of them at once on daemon threads.
+    """Claims due commands into leases and keeps up to ``max_in_flight`` Fabric transactions in flight.
 
     The owner calls :meth:`submit_once` in its loop (it also renews leases) and :meth:`drain` on shutdown.
     ``wake`` is called whenever a command finishes, since that may make the next command of its aggregate due.
@@ -359,12 +359,11 @@ class Submitter:
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
         self._renewed_at = time.monotonic()
-        # Daemon threads: a thread stuck in a gRPC call must not keep the process alive after a shutdown
-        # that handed its lease back.
         self.fabric_slots = threading.Semaphore(max_in_flight)
         # Twice as many threads as Fabric slots: when a block commits, every slot's thread goes to record its
         # outcome at once, and the spare threads refill the slots meanwhile (measured: with a quarter more
-        # threads, slots sat idle after each block).
+        # threads, slots sat idle after each block). Daemon threads: one stuck in a gRPC call must not keep
+        # the process alive after a shutdown that handed its lease back.
         for n in range(2 * max_in_flight):
             threading.Thread(target=self._work, name=f"submitter-{n}", daemon=True).start()
 
