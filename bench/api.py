@@ -25,10 +25,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from gxbackend.testing import create_scratch_database, drop_scratch_database  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "7"))
 ROUND_SECONDS = float(os.environ.get("BENCH_API_ROUND_SECONDS", "3"))
@@ -64,22 +66,6 @@ if failures:
     sys.exit(f"raw verification failed: {failures[0]!r}")
 print(sum(counts) / seconds)
 """
-
-
-def scratch_database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        sys.exit("bench/api.py needs DATABASE_URL=postgres://… (gunicorn workers share the database)")
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "_bench_api"))
-
-
-def admin(url: str, sql: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def steady_rate(worker: Callable[[], None], threads: int, seconds: float) -> float:
@@ -152,10 +138,7 @@ def report(name: str, value: float, reference: float, target: float) -> bool:
 
 
 def main() -> int:
-    url = scratch_database_url()
-    name = urlsplit(url).path.lstrip("/")
-    admin(url, f'DROP DATABASE IF EXISTS "{name}"')
-    admin(url, f'CREATE DATABASE "{name}"')
+    url = create_scratch_database("bench_api")
     env = {**os.environ, "DATABASE_URL": url, "DEBUG": "true", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
            "DJANGO_SETTINGS_MODULE": "bench.api_support.settings",
            # The benchmark logs in hundreds of times a second from one address: lift the throttle, not the lockout.
@@ -219,10 +202,7 @@ def main() -> int:
             print(f"raw argon2id verifications ({CORES} threads) = {hashes:.1f} verifications/s")
             ok &= report("logins vs raw hash verifications", logins, hashes, LOGIN_TARGET)
     finally:
-        from django.db import connections
-
-        connections.close_all()
-        admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_scratch_database(url)
     return 0 if ok else 1
 
 

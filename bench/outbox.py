@@ -19,32 +19,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from gxbackend.testing import create_scratch_database, drop_scratch_database  # noqa: E402
 
 COMMANDS = int(os.environ.get("BENCH_OUTBOX_COMMANDS", "400"))
 IN_FLIGHT = int(os.environ.get("BENCH_OUTBOX_IN_FLIGHT", "32"))
 BLOCK_MS = int(os.environ.get("BENCH_OUTBOX_BLOCK_MS", "250"))  # devnet default; the observed peer BatchTimeout
 TARGET_RATIO = 0.8
 TRICKLE = 50
-
-
-def scratch_database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        sys.exit("bench/outbox.py needs DATABASE_URL=postgres://… (LISTEN/NOTIFY, several processes)")
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "_bench_outbox"))
-
-
-def admin(url: str, sql: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def user_args(n: int, run: str) -> list[str]:
@@ -57,10 +42,7 @@ def main() -> int:
     from fabric_client.devnet.process import DevnetProcess
     from fabric_client.signing import EcdsaSigner
 
-    url = scratch_database_url()
-    name = urlsplit(url).path.lstrip("/")
-    admin(url, f'DROP DATABASE IF EXISTS "{name}"')
-    admin(url, f'CREATE DATABASE "{name}"')
+    url = create_scratch_database("bench_outbox")
     tmp = tempfile.TemporaryDirectory(prefix="bench-outbox-")
     devnet = DevnetProcess(Path(tmp.name) / "devnet", block_timeout_ms=BLOCK_MS, block_size=50).start()
     env = {**os.environ, **devnet.env, "DATABASE_URL": url, "DEBUG": "true", "LOG_LEVEL": "WARNING",
@@ -143,10 +125,7 @@ def main() -> int:
             process.wait(30)
         devnet.kill()
         tmp.cleanup()
-        from django.db import connections
-
-        connections.close_all()
-        admin(url, f'DROP DATABASE IF EXISTS "{name}"')
+        drop_scratch_database(url)
 
     bare_rate = COMMANDS / bare_seconds
     outbox_rate = COMMANDS / outbox_seconds

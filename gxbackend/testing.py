@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,3 +83,34 @@ def running_gunicorn(
         stop_process(process)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def create_scratch_database(suffix: str) -> str:
+    """A fresh, empty PostgreSQL database named after ``DATABASE_URL``'s plus ``_suffix``; returns its URL.
+
+    Benchmarks run several processes (gunicorn workers, submitters) against it, so it must be a real,
+    committed database rather than a test transaction. Drop it with :func:`drop_scratch_database`.
+    """
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        sys.exit(f"{Path(sys.argv[0]).name} needs DATABASE_URL=postgres://… (several processes share the database)")
+    parts = urlsplit(url)
+    scratch = urlunsplit(parts._replace(path=parts.path.rstrip("/") + f"_{suffix}"))
+    name = urlsplit(scratch).path.lstrip("/")
+    _admin_sql(scratch, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin_sql(scratch, f'CREATE DATABASE "{name}"')
+    return scratch
+
+
+def drop_scratch_database(url: str) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    _admin_sql(url, f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
+
+
+def _admin_sql(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")), autocommit=True) as conn:
+        conn.execute(sql)

@@ -105,14 +105,22 @@ class WorkerCommand(BaseCommand):
         self.heartbeat = time.monotonic()
 
     def sleep(self, seconds: float) -> None:
-        """Sleeps in short slices, waking at once on a stop request; the heartbeat stays fresh."""
+        """Sleeps in short slices, waking at once on a stop request or when :meth:`wait` reports new work;
+        the heartbeat stays fresh."""
         deadline = time.monotonic() + seconds
         while not self.stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            self.stopping.wait(min(self.sleep_slice, remaining))
+            woke = self.wait(min(self.sleep_slice, remaining))
             self.beat()
+            if woke:
+                return
+
+    def wait(self, timeout: float) -> bool:
+        """Blocks up to ``timeout`` seconds; True when new work may have arrived (e.g. a NOTIFY)."""
+        self.stopping.wait(timeout)
+        return False
 
     def heartbeat_age(self) -> float:
         return time.monotonic() - self.heartbeat

@@ -123,25 +123,20 @@ class Command(WorkerCommand):
             logger.warning("LISTEN unavailable, polling every %ss: %s", self.idle_seconds, exc)
             self.listener = None
 
-    def sleep(self, seconds: float) -> None:
-        """Waits for a NOTIFY, a finished command of our own, a stop request, or ``seconds`` (polling)."""
-        deadline = time.monotonic() + seconds
-        while not self.stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            fds = [self.wake_r]
-            if self.listener is not None:
-                fds.append(self.listener.fileno())
-            ready, _, _ = select.select(fds, [], [], min(self.sleep_slice, remaining))
-            self.beat()
-            if ready:
-                # Commands of one block finish within milliseconds of each other: gather their slots into
-                # one claim instead of one claim per finished command.
-                self.stopping.wait(COALESCE_SECONDS)
-                self.drain_wakeups()
-                return
-            self.submitter.renew_leases()
+    def wait(self, timeout: float) -> bool:
+        """Waits for a NOTIFY, a finished command of our own, or ``timeout``; renews leases while idle."""
+        fds = [self.wake_r]
+        if self.listener is not None:
+            fds.append(self.listener.fileno())
+        ready, _, _ = select.select(fds, [], [], timeout)
+        if ready:
+            # Commands of one block finish within milliseconds of each other: gather their slots into
+            # one claim instead of one claim per finished command.
+            self.stopping.wait(COALESCE_SECONDS)
+            self.drain_wakeups()
+            return True
+        self.submitter.renew_leases()
+        return False
 
     def drain_wakeups(self) -> None:
         try:
