@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -13,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gxbackend.idempotency import idempotent
+from gxbackend.schema import IDEMPOTENCY_KEY, error_responses
 from identity import selectors, services
 from identity.authentication import ProfileJWTAuthentication
 from identity.net import client_ip
@@ -29,27 +29,6 @@ from identity.serializers import (
     render_profile,
 )
 from identity.throttles import KycThrottle, LoginThrottle, RegisterThrottle
-
-ERROR = inline_serializer(
-    "Error",
-    fields={
-        "error": inline_serializer("ErrorDetail", fields={
-            "code": serializers.CharField(),
-            "message": serializers.CharField(),
-            "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
-        }),
-        "request_id": serializers.CharField(),
-    },
-)
-IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description="Same key + same body → the stored response; different body → 422; while the first request "
-                "is running → 409.",
-)
-
-
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(ERROR) for code in codes}
 
 
 def _validated(serializer_class: type[serializers.Serializer], data: object, **kwargs: object) -> dict:
@@ -75,7 +54,7 @@ class UserRegisterApi(APIView):
     throttle_classes = [RegisterThrottle]
 
     @extend_schema(operation_id="users_register", request=RegisterInputSerializer,
-                   responses={201: ProfileOutputSerializer, **_errors(400, 409, 413, 422, 429)},
+                   responses={201: ProfileOutputSerializer, **error_responses(400, 409, 413, 422, 429)},
                    parameters=[IDEMPOTENCY_KEY], auth=[], tags=["users"])
     @idempotent
     def post(self, request: Request) -> Response:
@@ -87,7 +66,7 @@ class LoginApi(_TokenEndpoint):
     throttle_classes = [LoginThrottle]
 
     @extend_schema(operation_id="auth_login", request=LoginInputSerializer,
-                   responses={200: LoginOutputSerializer, **_errors(400, 401, 429)}, auth=[], tags=["auth"])
+                   responses={200: LoginOutputSerializer, **error_responses(400, 401, 429)}, auth=[], tags=["auth"])
     def post(self, request: Request) -> Response:
         data = _validated(LoginInputSerializer, request.data)
         result = services.auth_login(email=data["email"], password=data["password"], client_ip=client_ip(request))
@@ -97,7 +76,7 @@ class LoginApi(_TokenEndpoint):
 
 class RefreshApi(_TokenEndpoint):
     @extend_schema(operation_id="auth_refresh", request=RefreshInputSerializer,
-                   responses={200: RefreshOutputSerializer, **_errors(400, 401)}, auth=[], tags=["auth"])
+                   responses={200: RefreshOutputSerializer, **error_responses(400, 401)}, auth=[], tags=["auth"])
     def post(self, request: Request) -> Response:
         tokens = services.auth_refresh(refresh=_validated(RefreshInputSerializer, request.data)["refresh"])
         return Response(RefreshOutputSerializer(tokens).data)
@@ -105,7 +84,7 @@ class RefreshApi(_TokenEndpoint):
 
 class LogoutApi(_TokenEndpoint):
     @extend_schema(operation_id="auth_logout", request=RefreshInputSerializer,
-                   responses={204: None, **_errors(400, 401)}, auth=[], tags=["auth"])
+                   responses={204: None, **error_responses(400, 401)}, auth=[], tags=["auth"])
     def post(self, request: Request) -> Response:
         services.auth_logout(refresh=_validated(RefreshInputSerializer, request.data)["refresh"])
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -129,9 +108,9 @@ class _ProfileApi(APIView):
         return Response(render_profile(profile))
 
 
-_GET_DOC = {"responses": {200: ProfileOutputSerializer, **_errors(401, 404)}, "tags": ["users"]}
+_GET_DOC = {"responses": {200: ProfileOutputSerializer, **error_responses(401, 404)}, "tags": ["users"]}
 _PATCH_DOC = {"request": ProfileUpdateInputSerializer,
-              "responses": {200: ProfileOutputSerializer, **_errors(400, 401, 403, 404)}, "tags": ["users"]}
+              "responses": {200: ProfileOutputSerializer, **error_responses(400, 401, 403, 404)}, "tags": ["users"]}
 
 
 class UserDetailApi(_ProfileApi):
@@ -164,7 +143,7 @@ class KycSubmitApi(APIView):
     throttle_classes = [KycThrottle]
 
     @extend_schema(operation_id="users_kyc_submit", request=KycSubmitInputSerializer,
-                   responses={202: KycSubmitOutputSerializer, **_errors(400, 401, 403, 404, 409, 422, 429)},
+                   responses={202: KycSubmitOutputSerializer, **error_responses(400, 401, 403, 404, 409, 422, 429)},
                    parameters=[IDEMPOTENCY_KEY], tags=["users"])
     @idempotent
     def post(self, request: Request, user_id: uuid.UUID) -> Response:

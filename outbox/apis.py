@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from gxbackend.schema import ERROR_RESPONSE
 from outbox.models import CommandStatus, CommandType, OutboxCommand
 from outbox.selectors import command_get_for_user
 
@@ -35,20 +36,11 @@ class CommandOutputSerializer(serializers.ModelSerializer):
         return data
 
 
-_ERROR = inline_serializer("CommandError", fields={
-    "error": inline_serializer("CommandErrorBody", fields={
-        "code": serializers.CharField(), "message": serializers.CharField(),
-        "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
-    }),
-    "request_id": serializers.CharField(allow_null=True),
-})
-
-
 class CommandDetailApi(APIView):
     @extend_schema(
         operation_id="commands_retrieve",
         summary="Status of a command sent to the chain",
-        responses={200: CommandOutputSerializer, 401: OpenApiResponse(_ERROR), 404: OpenApiResponse(_ERROR)},
+        responses={200: CommandOutputSerializer, 401: ERROR_RESPONSE, 404: ERROR_RESPONSE},
         tags=["commands"],
     )
     def get(self, request: Request, command_id: uuid.UUID) -> Response:

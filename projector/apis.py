@@ -10,7 +10,7 @@ import uuid
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from gxbackend.exceptions import NotFound
 from gxbackend.idempotency import idempotent
+from gxbackend.schema import ERROR_RESPONSE, IDEMPOTENCY_KEY
 from identity.serializers import StrictInputSerializer
 from projector import transfers
 from projector.models import Transaction, TransactionKind, Wallet
@@ -88,19 +89,10 @@ class TransactionCursorPagination(CursorPagination):
     max_page_size = 200
 
 
-_ERROR = inline_serializer("WalletError", fields={
-    "error": inline_serializer("WalletErrorBody", fields={
-        "code": serializers.CharField(), "message": serializers.CharField(),
-        "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
-    }),
-    "request_id": serializers.CharField(allow_null=True),
-})
-
-
 class WalletApi(APIView):
     @extend_schema(operation_id="users_wallet_retrieve", summary="A user's wallet (projected from the chain)",
-                   responses={200: WalletOutputSerializer, 401: OpenApiResponse(_ERROR),
-                              404: OpenApiResponse(_ERROR)}, tags=["wallets"])
+                   responses={200: WalletOutputSerializer, 401: ERROR_RESPONSE,
+                              404: ERROR_RESPONSE}, tags=["wallets"])
     def get(self, request: Request, user_id: uuid.UUID) -> Response:
         wallet = wallet_for_user(user_id=_visible_user(request, user_id))
         return Response(WalletOutputSerializer(wallet).data)
@@ -117,8 +109,8 @@ class TransactionListApi(ListAPIView):
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="block time at or after"),
             OpenApiParameter("until", OpenApiTypes.DATETIME, description="block time before"),
         ],
-        responses={200: TransactionOutputSerializer(many=True), 400: OpenApiResponse(_ERROR),
-                   401: OpenApiResponse(_ERROR), 404: OpenApiResponse(_ERROR)},
+        responses={200: TransactionOutputSerializer(many=True), 400: ERROR_RESPONSE,
+                   401: ERROR_RESPONSE, 404: ERROR_RESPONSE},
         tags=["wallets"],
     )
     def get(self, request: Request, *args: object, **kwargs: object) -> Response:
@@ -229,9 +221,8 @@ class TransferOutputSerializer(serializers.Serializer):
 
 
 _IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description="Same key + same body → the same command (stored response); different body → 422; while the "
-                "first request is running → 409. The key also becomes the chaincode's idempotencyKey (scoped to "
+    IDEMPOTENCY_KEY.name, IDEMPOTENCY_KEY.type, IDEMPOTENCY_KEY.location, required=False,
+    description=IDEMPOTENCY_KEY.description + " The key also becomes the chaincode's idempotencyKey (scoped to "
                 "the sender), so the transfer moves funds at most once.",
 )
 
@@ -247,7 +238,7 @@ class TransferApi(APIView):
                     "3 GX, 0.05 % from 3 to 100 GX, 0.1 % above; 0.15 % between different nationalities.",
         request=TransferInputSerializer,
         responses={202: TransferOutputSerializer,
-                   **{code: OpenApiResponse(_ERROR) for code in (400, 401, 403, 404, 409, 422, 429)}},
+                   **{code: ERROR_RESPONSE for code in (400, 401, 403, 404, 409, 422, 429)}},
         parameters=[_IDEMPOTENCY_KEY],
         examples=[OpenApiExample("by email, in GX", request_only=True,
                                  value={"to_email": "bola@example.com", "amount": "12.5", "remark": "rent"})],
