@@ -18,7 +18,7 @@ can fix (access denied, orderer 4xx, unbracketed chaincode failures) → FAILED 
 
 Test-only crash hook: ``GX_SUBMITTER_CRASH_AT`` = ``before_store`` (endorsed, envelope not stored),
 ``after_endorse`` (envelope stored, not submitted) or ``after_submit`` (submitted, commit status not asked)
-makes the process ``os._exit(137)`` at that point, like ``kill -9``. Never set it in a deployment.
+makes the process ``os._exit(137)`` at that point, like ``kill -9``. Ignored unless ``DEBUG`` is on.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ IN_FLIGHT = Gauge("outbox_in_flight", "Commands this submitter is working on now
 
 
 def crash_point(name: str) -> None:
-    """Test-only: die here, without any cleanup, when GX_SUBMITTER_CRASH_AT names this point."""
-    if os.environ.get(CRASH_ENV) == name:
+    """Test-only: die here, without any cleanup, when GX_SUBMITTER_CRASH_AT names this point (DEBUG only)."""
+    if settings.DEBUG and os.environ.get(CRASH_ENV) == name:
         logger.warning("crash hook %s: exiting", name)
         os._exit(137)
 
