@@ -27,10 +27,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg import errors as psycopg_errors
 
 from fabric_client.events import ChaincodeEvent, ChaincodeEventBlock
 from identity.models import ProfileStatus, User, UserProfile
@@ -75,8 +78,35 @@ def apply_block(block: ChaincodeEventBlock, *, name: str = CHECKPOINT_NAME) -> A
     Returns what was done; on a malformed event the events before it are committed with a checkpoint right
     before it, the error is stored on the checkpoint, and ``result.malformed`` is set (the caller backs off and
     retries). Any other exception rolls everything back and propagates.
+
+    On PostgreSQL the ``Transaction`` rows are first written with a binary ``COPY`` straight into the table
+    (the fast path). ``COPY`` has no ``ON CONFLICT``: if a row of the block is already there (the block was
+    applied before under another checkpoint, or after a partial rebuild), the unique key (tx id, kind, wallet)
+    raises, the whole transaction rolls back, and the block is applied again with ``INSERT ... ON CONFLICT DO
+    NOTHING`` — same end state, the handlers stay idempotent.
     """
     started = time.perf_counter()
+    try:
+        result, effects = _apply(block, name, copy_rows=connection.vendor == "postgresql")
+    except psycopg_errors.UniqueViolation:
+        logger.info("block %s: some of its rows exist already, applying it again with ON CONFLICT DO NOTHING",
+                    block.block_number, extra={"block": block.block_number})
+        result, effects = _apply(block, name, copy_rows=False)
+    if effects is None:
+        return result
+    metrics.PROCESSING_DURATION.observe(time.perf_counter() - started)
+    metrics.EVENTS_PROCESSED.labels("success").inc(effects.applied)
+    for event_name, count in effects.skipped.items():
+        metrics.EVENTS_PROCESSED.labels("skipped").inc(count)
+        metrics.EVENTS_SKIPPED.labels(event_name).inc(count)
+    metrics.CHECKPOINT_BLOCK.set(result.checkpoint[0])
+    if result.malformed is not None:
+        metrics.EVENTS_PROCESSED.labels("failed").inc()
+    return result
+
+
+def _apply(block: ChaincodeEventBlock, name: str, *, copy_rows: bool) -> tuple[ApplyResult, BlockEffects | None]:
+    """The transaction of :func:`apply_block`; ``effects`` is ``None`` when the block was applied already."""
     result = ApplyResult(block.block_number)
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -84,13 +114,16 @@ def apply_block(block: ChaincodeEventBlock, *, name: str = CHECKPOINT_NAME) -> A
             # so it is simply read again from the chain. Saves an fsync wait per block.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit = off")
-        Checkpoint.objects.get_or_create(name=name)
-        checkpoint = Checkpoint.objects.select_for_update().get(name=name)
+        try:
+            checkpoint = Checkpoint.objects.select_for_update().get(name=name)
+        except Checkpoint.DoesNotExist:
+            Checkpoint.objects.get_or_create(name=name)
+            checkpoint = Checkpoint.objects.select_for_update().get(name=name)
         events = _pending_events(block, checkpoint)
         if events is None:
             result.already_applied = True
             result.checkpoint = (checkpoint.block_number, checkpoint.transaction_id)
-            return result
+            return result, None
         effects = BlockEffects(block.block_number)
         last_tx = ""
         for event in events:
@@ -103,7 +136,7 @@ def apply_block(block: ChaincodeEventBlock, *, name: str = CHECKPOINT_NAME) -> A
         now = timezone.now()
         if effects.wallets or effects.profiles or effects.transactions:
             block_time = _block_time(block.block_number, now)
-            _write_effects(effects, block_time, now)
+            _write_effects(effects, block_time, now, copy_rows=copy_rows)
         if result.malformed is None:
             checkpoint.block_number, checkpoint.transaction_id = block.block_number + 1, ""
             checkpoint.error, checkpoint.error_tx_id, checkpoint.error_since = "", "", None
@@ -122,15 +155,7 @@ def apply_block(block: ChaincodeEventBlock, *, name: str = CHECKPOINT_NAME) -> A
     result.applied = effects.applied
     result.skipped = effects.skipped
     result.checkpoint = (checkpoint.block_number, checkpoint.transaction_id)
-    metrics.PROCESSING_DURATION.observe(time.perf_counter() - started)
-    metrics.EVENTS_PROCESSED.labels("success").inc(effects.applied)
-    for event_name, count in effects.skipped.items():
-        metrics.EVENTS_PROCESSED.labels("skipped").inc(count)
-        metrics.EVENTS_SKIPPED.labels(event_name).inc(count)
-    metrics.CHECKPOINT_BLOCK.set(checkpoint.block_number)
-    if result.malformed is not None:
-        metrics.EVENTS_PROCESSED.labels("failed").inc()
-    return result
+    return result, effects
 
 
 def _pending_events(block: ChaincodeEventBlock, checkpoint: Checkpoint) -> list[ChaincodeEvent] | None:
@@ -191,23 +216,67 @@ def reset_projections(*, name: str = CHECKPOINT_NAME) -> None:
 # -- bulk writes -------------------------------------------------------------------------------------------
 def _block_time(block_number: int, now: datetime) -> datetime:
     """The block's time: when this database first applied it (the event stream carries no timestamp)."""
+    if connection.vendor == "postgresql":
+        table = ProjectedBlock._meta.db_table
+        with _raw_cursor() as cursor:
+            # One round trip: the SELECT does not see the row the INSERT adds (same snapshot), so one row comes back.
+            cursor.execute(
+                f"""WITH ins AS (INSERT INTO {table} (block_number, applied_at) VALUES (%s, %s)
+                                 ON CONFLICT (block_number) DO NOTHING RETURNING applied_at)
+                    SELECT applied_at FROM ins UNION ALL
+                    SELECT applied_at FROM {table} WHERE block_number = %s""",  # noqa: S608
+                [block_number, now, block_number])
+            row = cursor.fetchone()
+        assert row is not None
+        return row[0]
     block, _ = ProjectedBlock.objects.get_or_create(block_number=block_number, defaults={"applied_at": now})
     return block.applied_at
+
+
+def _raw_cursor() -> psycopg.Cursor[Any]:
+    """A server-side-binding cursor on Django's connection (same transaction).
+
+    Django's psycopg backend uses ``ClientCursor``, which quotes every array element into the SQL text in
+    Python; this cursor sends parameters separately (binary where psycopg can), and psycopg prepares a
+    statement run more than a few times. Statements on it bypass Django's query logging.
+    """
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+# On-chain id (hex) -> UUID, or None when the id is not a UUID in hex (a pure function of the string, cached).
+_UUID_OF: dict[str, uuid.UUID | None] = {}
+_UUID_OF_MAX = 200_000
+
+
+def _uuid_of(onchain_id: str) -> uuid.UUID | None:
+    try:
+        return _UUID_OF[onchain_id]
+    except KeyError:
+        pass
+    pk: uuid.UUID | None = None
+    if len(onchain_id) == 32:
+        try:
+            pk = uuid.UUID(hex=onchain_id)
+        except ValueError:
+            pk = None
+    if len(_UUID_OF) >= _UUID_OF_MAX:
+        _UUID_OF.clear()
+    _UUID_OF[onchain_id] = pk
+    return pk
 
 
 def _local_users(onchain_ids: Iterable[str]) -> dict[str, uuid.UUID]:
     """On-chain ids (UUID hex, CHAINCODE.md) that belong to a local user, mapped to the user's UUID."""
     candidates: dict[str, uuid.UUID] = {}
     for onchain_id in onchain_ids:
-        if len(onchain_id) == 32:
-            try:
-                candidates[onchain_id] = uuid.UUID(hex=onchain_id)
-            except ValueError:
-                continue
+        pk = _uuid_of(onchain_id)
+        if pk is not None:
+            candidates[onchain_id] = pk
     if not candidates:
         return {}
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with _raw_cursor() as cursor:
             cursor.execute(f"SELECT id FROM {User._meta.db_table} WHERE id = ANY(%s::uuid[])",  # noqa: S608
                            [list(candidates.values())])
             existing = {row[0] for row in cursor.fetchall()}
@@ -216,7 +285,7 @@ def _local_users(onchain_ids: Iterable[str]) -> dict[str, uuid.UUID]:
     return {onchain_id: pk for onchain_id, pk in candidates.items() if pk in existing}
 
 
-def _write_effects(effects: BlockEffects, block_time: datetime, now: datetime) -> None:
+def _write_effects(effects: BlockEffects, block_time: datetime, now: datetime, *, copy_rows: bool = False) -> None:
     touched = set(effects.wallets) | set(effects.profiles) | {row.user_id for row in effects.transactions}
     users = _local_users(touched)
     unknown = touched - users.keys()
@@ -226,66 +295,90 @@ def _write_effects(effects: BlockEffects, block_time: datetime, now: datetime) -
                        effects.block_number, len(unknown), extra={"block": effects.block_number})
         metrics.UNKNOWN_USERS.labels("any").inc(len(unknown))
     if connection.vendor == "postgresql":
-        _write_wallets_pg(effects, users, now)
-        _maybe_crash("mid_block", effects.block_number)
-        _write_profiles_pg(effects, users, block_time, now)
-        _write_transactions_pg(effects, users, block_time, now)
+        with _raw_cursor() as cursor:
+            _write_wallets_pg(cursor, effects, users, now)
+            _maybe_crash("mid_block", effects.block_number)
+            _write_profiles_pg(cursor, effects, users, block_time, now)
+            if copy_rows:
+                _copy_transactions_pg(cursor, effects, users, block_time, now)
+            else:
+                _write_transactions_pg(cursor, effects, users, block_time, now)
     else:
         _write_generic(effects, users, block_time, now)
 
 
-def _write_wallets_pg(effects: BlockEffects, users: dict[str, uuid.UUID], now: datetime) -> None:
+def _write_wallets_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users: dict[str, uuid.UUID],
+                      now: datetime) -> None:
     ids, balances, frozen, reasons = [], [], [], []
     for onchain_id, change in effects.wallets.items():
-        if onchain_id in users:
-            ids.append(users[onchain_id])
+        pk = users.get(onchain_id)
+        if pk is not None:
+            ids.append(pk)
             balances.append(change.balance)
             frozen.append(change.frozen)
             reasons.append(change.frozen_reason)
     if not ids:
         return
     table = Wallet._meta.db_table
-    with connection.cursor() as cursor:
-        # Two statements instead of one upsert: EXCLUDED cannot tell "not changed" (NULL) from a value.
-        cursor.execute(
-            f"""INSERT INTO {table} (user_id, balance_qirat, frozen, frozen_reason, created_at, updated_at)
-                SELECT u, 0, false, '', %s, %s FROM unnest(%s::uuid[]) AS t(u)
-                ON CONFLICT (user_id) DO NOTHING""",  # noqa: S608
-            [now, now, ids],
-        )
-        cursor.execute(
-            f"""UPDATE {table} AS w SET balance_qirat = COALESCE(t.b, w.balance_qirat),
-                       frozen = COALESCE(t.f, w.frozen), frozen_reason = COALESCE(t.r, w.frozen_reason),
-                       updated_at = %s
-                FROM unnest(%s::uuid[], %s::bigint[], %s::boolean[], %s::text[]) AS t(u, b, f, r)
-                WHERE w.user_id = t.u""",  # noqa: S608
-            [now, ids, balances, frozen, reasons],
-        )
+    # One statement: update the wallets that exist (NULL = "not changed by this block"), insert the others
+    # with the same values on top of the defaults. ON CONFLICT stays as a guard.
+    cursor.execute(
+        f"""WITH t AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::boolean[], %s::text[]) AS t(u, b, f, r)),
+                 upd AS (UPDATE {table} AS w SET balance_qirat = COALESCE(t.b, w.balance_qirat),
+                                frozen = COALESCE(t.f, w.frozen), frozen_reason = COALESCE(t.r, w.frozen_reason),
+                                updated_at = %s
+                         FROM t WHERE w.user_id = t.u RETURNING w.user_id)
+            INSERT INTO {table} (user_id, balance_qirat, frozen, frozen_reason, created_at, updated_at)
+            SELECT t.u, COALESCE(t.b, 0), COALESCE(t.f, false), COALESCE(t.r, ''), %s, %s FROM t
+            WHERE t.u NOT IN (SELECT user_id FROM upd)
+            ON CONFLICT (user_id) DO NOTHING""",  # noqa: S608
+        [ids, balances, frozen, reasons, now, now, now],
+    )
 
 
-def _write_profiles_pg(effects: BlockEffects, users: dict[str, uuid.UUID], block_time: datetime,
-                       now: datetime) -> None:
+def _write_profiles_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users: dict[str, uuid.UUID],
+                       block_time: datetime, now: datetime) -> None:
     ids, statuses, registered = [], [], []
     for onchain_id, change in effects.profiles.items():
-        if onchain_id in users:
-            ids.append(users[onchain_id])
+        pk = users.get(onchain_id)
+        if pk is not None:
+            ids.append(pk)
             statuses.append(change.status)
             registered.append(change.registered)
     if not ids:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""UPDATE {UserProfile._meta.db_table} AS p SET status = t.s,
-                       onchain_registered_at = CASE WHEN t.r THEN %s ELSE p.onchain_registered_at END,
-                       updated_at = %s
-                FROM unnest(%s::uuid[], %s::text[], %s::boolean[]) AS t(u, s, r)
-                WHERE p.user_id = t.u""",  # noqa: S608
-            [block_time, now, ids, statuses, registered],
-        )
+    cursor.execute(
+        f"""UPDATE {UserProfile._meta.db_table} AS p SET status = t.s,
+                   onchain_registered_at = CASE WHEN t.r THEN %s ELSE p.onchain_registered_at END,
+                   updated_at = %s
+            FROM unnest(%s::uuid[], %s::text[], %s::boolean[]) AS t(u, s, r)
+            WHERE p.user_id = t.u""",  # noqa: S608
+        [block_time, now, ids, statuses, registered],
+    )
 
 
-def _write_transactions_pg(effects: BlockEffects, users: dict[str, uuid.UUID], block_time: datetime,
-                           now: datetime) -> None:
+_TX_COLUMNS = ("wallet_id, kind, amount_qirat, fee_qirat, counterparty_id, remark, tx_id, block_number, block_time, "
+               "created_at")
+_TX_TYPES = ("uuid", "text", "int8", "int8", "text", "text", "text", "int8", "timestamptz", "timestamptz")
+
+
+def _copy_transactions_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users: dict[str, uuid.UUID],
+                          block_time: datetime, now: datetime) -> None:
+    """The fast path: binary COPY into the table; raises ``UniqueViolation`` if a row exists already."""
+    block_number = effects.block_number
+    rows = [(pk, r.kind, r.amount, r.fee, r.counterparty_id, r.remark, r.tx_id, block_number, block_time, now)
+            for r in effects.transactions if (pk := users.get(r.user_id)) is not None]
+    if not rows:
+        return
+    with cursor.copy(f"COPY {Transaction._meta.db_table} ({_TX_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_TX_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _write_transactions_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users: dict[str, uuid.UUID],
+                           block_time: datetime, now: datetime) -> None:
+    """The idempotent path: rows already there (same tx id, kind and wallet) are left as they are."""
     wallets, kinds, amounts, fees, counterparties, remarks, tx_ids = [], [], [], [], [], [], []
     for row in effects.transactions:
         pk = users.get(row.user_id)
@@ -300,16 +393,14 @@ def _write_transactions_pg(effects: BlockEffects, users: dict[str, uuid.UUID], b
         tx_ids.append(row.tx_id)
     if not wallets:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""INSERT INTO {Transaction._meta.db_table} (wallet_id, kind, amount_qirat, fee_qirat, counterparty_id,
-                       remark, tx_id, block_number, block_time, created_at)
-                SELECT w, k, a, f, c, r, x, %s, %s, %s
-                FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])
-                     AS t(w, k, a, f, c, r, x)
-                ON CONFLICT (tx_id, kind, wallet_id) DO NOTHING""",  # noqa: S608
-            [effects.block_number, block_time, now, wallets, kinds, amounts, fees, counterparties, remarks, tx_ids],
-        )
+    cursor.execute(
+        f"""INSERT INTO {Transaction._meta.db_table} ({_TX_COLUMNS})
+            SELECT w, k, a, f, c, r, x, %s, %s, %s
+            FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])
+                 AS t(w, k, a, f, c, r, x)
+            ON CONFLICT (tx_id, kind, wallet_id) DO NOTHING""",  # noqa: S608
+        [effects.block_number, block_time, now, wallets, kinds, amounts, fees, counterparties, remarks, tx_ids],
+    )
 
 
 def _write_generic(effects: BlockEffects, users: dict[str, uuid.UUID], block_time: datetime,
