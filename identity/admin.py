@@ -13,11 +13,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 
+from gxbackend.admin import reason_form_page
 from gxbackend.exceptions import DomainError
 from identity import services
 from identity.models import KycStatus, KycSubmission, User, UserProfile
@@ -139,16 +138,12 @@ class KycSubmissionAdmin(admin.ModelAdmin):
             if rejected:
                 self.message_user(request, f"Rejected {rejected} submission(s).", messages.SUCCESS)
             return None  # back to the queue
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Reject KYC submissions",
-            "opts": self.model._meta,
-            "submissions": submissions,
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "action_name": "reject_selected",
-        }
-        return TemplateResponse(request, "admin/identity/kycsubmission/reject_confirmation.html", context)
+        return reason_form_page(
+            self, request, objects=submissions, form=form, action_name="reject_selected", verb="Reject",
+            question="Reject these KYC submissions? The applicants may submit again.",
+            lines=[f"{s.profile.user.email} — {s.profile.first_name} {s.profile.last_name}, "
+                   f"{s.get_document_type_display()} {s.document_number} ({s.issuing_country})" for s in submissions],
+        )
 
 
 class KycSubmissionInline(admin.TabularInline):

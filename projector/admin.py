@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 
+from gxbackend.admin import reason_form_page
 from gxbackend.exceptions import DomainError
 from projector import transfers
 from projector.models import Wallet
@@ -87,16 +86,11 @@ class WalletAdmin(admin.ModelAdmin):
 
             self._run(request, wallets, freeze, "FREEZE_WALLET enqueued")
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Freeze wallets",
-            "opts": self.model._meta,
-            "wallets": wallets,
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "action_name": "freeze_selected",
-        }
-        return TemplateResponse(request, "admin/projector/wallet/freeze_confirmation.html", context)
+        return reason_form_page(
+            self, request, objects=wallets, form=form, action_name="freeze_selected", verb="Freeze",
+            question="Freeze these wallets? Transfers from and to them will be refused until they are unfrozen.",
+            lines=[f"{w.user.email} ({w.user.profile.status})" for w in wallets],
+        )
 
     @admin.action(description="Unfreeze selected wallets", permissions=["change"])
     def unfreeze_selected(self, request: HttpRequest, queryset: QuerySet[Wallet]) -> None:
