@@ -128,7 +128,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "gxbackend.cache.GxRedisCache",
             "LOCATION": validate_redis_url("REDIS_URL", REDIS_URL),
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "gx"),
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},

@@ -70,8 +70,10 @@ class LoginApi(_TokenEndpoint):
     def post(self, request: Request) -> Response:
         data = _validated(LoginInputSerializer, request.data)
         result = services.auth_login(email=data["email"], password=data["password"], client_ip=client_ip(request))
-        return Response(LoginOutputSerializer(
-            {"access": result.access, "refresh": result.refresh, "user": result.profile}).data)
+        # LoginOutputSerializer documents the shape; rendering through the shared profile renderer skips
+        # building a nested serializer per login.
+        user = render_profile(result.profile) if result.profile is not None else None
+        return Response({"access": result.access, "refresh": result.refresh, "user": user})
 
 
 class RefreshApi(_TokenEndpoint):
