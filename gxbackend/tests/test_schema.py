@@ -17,8 +17,11 @@ def test_schema_generation_passes_validate_and_fail_on_warn(tmp_path, subprocess
     assert "Warning" not in result.stderr and "Error" not in result.stderr, result.stderr
     schema = (tmp_path / "schema.yaml").read_text()
     for path in ("/api/v1/users:", "/api/v1/users/me:", "/api/v1/users/{user_id}:", "/api/v1/users/{user_id}/kyc:",
-                 "/api/v1/auth/login:", "/api/v1/auth/refresh:", "/api/v1/auth/logout:"):
+                 "/api/v1/auth/login:", "/api/v1/auth/refresh:", "/api/v1/auth/logout:",
+                 "/api/v1/commands/{command_id}:", "/api/v1/users/{user_id}/wallet:",
+                 "/api/v1/users/{user_id}/transactions:", "/api/v1/transfers:"):
         assert path in schema
+    assert "TransferInputRequest" in schema
 
 
 @pytest.mark.django_db
