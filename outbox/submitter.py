@@ -203,7 +203,7 @@ def process_command(
                 return _endorse_failed(command, worker_id, exc, write)
             crash_point("before_store")
             write(outbox_record_endorsed, command_id=command_id, worker_id=worker_id,
-                                   tx_id=transaction.transaction_id, envelope=transaction.bytes())
+                  tx_id=transaction.transaction_id, envelope=transaction.bytes())
             _release_db()
             crash_point("after_endorse")
             try:
@@ -213,7 +213,7 @@ def process_command(
                 if exc.retryable:  # ambiguous: resend the same envelope next time
                     return _retry(command, worker_id, write=write, error=f"submit: {exc}", new_transaction=False)
                 write(outbox_record_failed, command_id=command_id, worker_id=worker_id, dead_letter=True,
-                                     error=f"orderer refused the transaction: {exc}")
+                      error=f"orderer refused the transaction: {exc}")
                 PROCESSED.labels("failed").inc()
                 return "failed"
             crash_point("after_submit")
@@ -226,13 +226,13 @@ def process_command(
             if exc.retryable:
                 return _retry(command, worker_id, write=write, error=f"commit status: {exc}", new_transaction=False)
             write(outbox_record_failed, command_id=command_id, worker_id=worker_id, dead_letter=True,
-                                 error=f"commit status refused: {exc}")
+                  error=f"commit status refused: {exc}")
             PROCESSED.labels("failed").inc()
             return "failed"
         slot.release()
         if status.successful:
             write(outbox_record_committed, command_id=command_id, worker_id=worker_id, block_number=status.block_number,
-                                    result=_decode_result(transaction.result))
+                  result=_decode_result(transaction.result))
             PROCESSED.labels("success").inc()
             DURATION.observe((timezone.now() - command.created_at).total_seconds())
             logger.info("command committed in block %s", status.block_number, extra=log)
@@ -277,8 +277,8 @@ def _chaincode_message(exc: EndorseError) -> str:
 def _retry(command: OutboxCommand, worker_id: str, error: str, *, new_transaction: bool, write: Write = _direct,
            validation_code: str = "", block_number: int | None = None) -> str:
     retried = write(outbox_record_retry, command_id=command.id, worker_id=worker_id, error=error,
-                                  new_transaction=new_transaction, validation_code=validation_code,
-                                  block_number=block_number)
+                    new_transaction=new_transaction, validation_code=validation_code,
+                    block_number=block_number)
     PROCESSED.labels("retried" if retried else "failed").inc()
     logger.info("command %s: %s", "retried" if retried else "dead-lettered", error,
                 extra={"command_id": str(command.command_id)})
@@ -433,7 +433,7 @@ class Submitter:
                 logger.exception("command %s: unexpected error", command_id)
                 try:
                     retried = self.write(outbox_record_retry, command_id=command_id, worker_id=self.worker_id,
-                                                  error=f"{type(exc).__name__}: {exc}", new_transaction=False)
+                                         error=f"{type(exc).__name__}: {exc}", new_transaction=False)
                     PROCESSED.labels("retried" if retried else "failed").inc()
                 except Exception:  # the lease expires and another attempt follows
                     logger.exception("command %s: could not record the error", command_id)
