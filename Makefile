@@ -32,10 +32,12 @@ lint: $(STAMP)
 
 ## bench: every benchmark in bench/, each printing ratios measured side by side (not part of `make test`).
 bench: $(STAMP)
-	@set -e; for script in bench/*.py; do \
+	@failed=""; for script in bench/*.py; do \
 		echo "== $$script"; \
-		DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) $$script; \
-	done
+		DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) LOG_LEVEL=WARNING \
+			$(PY) $$script || failed="$$failed $$script"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "targets missed by:$$failed"; exit 1; fi
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache .venv-tools
