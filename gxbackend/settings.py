@@ -92,7 +92,8 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL")
+# URLs carry passwords: like the other secrets they may come from a mounted file (DATABASE_URL_FILE).
+DATABASE_URL = env_secret("DATABASE_URL", required=False)
 if DATABASE_URL:
     _db = parse_database_url("DATABASE_URL", DATABASE_URL)
     _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3, minimum=1))
@@ -124,7 +125,7 @@ IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (throttles, lockouts) ------------------------------------------------------------------------
-REDIS_URL = env_str("REDIS_URL")
+REDIS_URL = env_secret("REDIS_URL", required=False)
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -74,6 +74,16 @@ def test_secrets_can_come_from_files(tmp_path):
     assert missing.returncode == 2 and "JWT_SECRET_FILE" in missing.stderr
 
 
+def test_database_and_redis_urls_can_come_from_files(tmp_path):
+    url_file = tmp_path / "database-url"
+    url_file.write_text("postgres://gx:pw@db.example.com:5432/gx\n")
+    assert manage_check({"DATABASE_URL": None, "DATABASE_URL_FILE": str(url_file)}, tmp_path).returncode == 0
+    bad = tmp_path / "redis-url"
+    bad.write_text("http://cache:6379")
+    result = manage_check({"REDIS_URL_FILE": str(bad)}, tmp_path)
+    assert result.returncode == 2 and "REDIS_URL" in result.stderr
+
+
 def test_development_runs_on_sqlite_and_local_memory_without_any_variable(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update({"DEBUG": "true", "GX_VAR_DIR": str(tmp_path)})
