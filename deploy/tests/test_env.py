@@ -13,13 +13,15 @@ from deploy.tests.conftest import (
 
 # Read by the settings but deliberately not in backend-config, each with its reason.
 NOT_IN_CONFIGMAP = {
-    # Secrets: from the backend-secrets Secret (files for the two keys, secretKeyRef for the URLs).
+    # Secrets: files mounted from the backend-secrets Secret (*_FILE), never environment values.
     "DJANGO_SECRET_KEY": "secret; set as DJANGO_SECRET_KEY_FILE",
     "DJANGO_SECRET_KEY_FILE": "per container, points at the mounted secret",
     "JWT_SECRET": "secret; set as JWT_SECRET_FILE",
     "JWT_SECRET_FILE": "per container, points at the mounted secret",
-    "DATABASE_URL": "secret (holds the password): secretKeyRef",
-    "REDIS_URL": "secret (may hold the password): secretKeyRef",
+    "DATABASE_URL": "secret (holds the password); set as DATABASE_URL_FILE",
+    "DATABASE_URL_FILE": "per container, points at the mounted secret",
+    "REDIS_URL": "secret (may hold the password); set as REDIS_URL_FILE",
+    "REDIS_URL_FILE": "per container, points at the mounted secret",
     # Per container or per image.
     "PROMETHEUS_MULTIPROC_DIR": "only the API container (gunicorn workers); the single-process workers must not",
     "STATIC_ROOT": "set in the image, where collectstatic wrote the files at build time",
@@ -54,15 +56,16 @@ def test_backend_config_holds_every_knob_the_settings_read():
     assert not stale, f"NOT_IN_CONFIGMAP names variables the settings no longer read: {stale}"
 
 
-def test_secrets_come_from_the_secret_objects_never_from_literals(mainnet):
+def test_secrets_are_mounted_files_never_environment_values(mainnet):
     for workload in workloads(mainnet):
         for container in containers(workload):
             env = {item["name"]: item for item in container.get("env", [])}
             for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "JWT_SECRET"):
-                if name in env:
-                    assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "backend-secrets", name
-            assert "DATABASE_URL" in env, workload["metadata"]["name"]
-            assert {"DJANGO_SECRET_KEY_FILE", "JWT_SECRET_FILE"} <= set(env), workload["metadata"]["name"]
+                assert name not in env, f"{name} must come from {name}_FILE, a file of the mounted Secret"
+            mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+            for name in ("DATABASE_URL_FILE", "DJANGO_SECRET_KEY_FILE", "JWT_SECRET_FILE"):
+                assert env[name]["value"].startswith(mounts["backend-secrets"] + "/"), (workload["metadata"]["name"],
+                                                                                          name)
 
 
 def test_only_the_api_sets_the_multiprocess_metrics_directory(mainnet):

@@ -145,12 +145,15 @@ def listening_ports(mainnet, tmp_path_factory) -> dict[str, int]:
     secrets = tmp_path_factory.mktemp("secrets")
     (secrets / "django-secret-key").write_text("k" * 64)
     (secrets / "jwt-secret").write_text("j" * 40)
+    (secrets / "database-url").write_text("postgres://gx:secret@db.invalid:5432/gx")
+    (secrets / "redis-url").write_text("redis://cache.invalid:6379/0")
     ports = {}
     for name, setting in (("outbox-submitter", "SUBMITTER_METRICS_PORT"), ("projector", "PROJECTOR_METRICS_PORT")):
         env = manifest_env(mainnet, name)
-        env.update({"DJANGO_SECRET_KEY_FILE": str(secrets / "django-secret-key"),
-                    "JWT_SECRET_FILE": str(secrets / "jwt-secret"),
-                    "DATABASE_URL": "postgres://gx:secret@db.invalid:5432/gx"})
+        # The Secret's files, where the pod mounts them, are here in this temporary folder.
+        for key, value in list(env.items()):
+            if key.endswith("_FILE") and value.startswith("/etc/gx/secrets/"):
+                env[key] = str(secrets / value.rsplit("/", 1)[1])
         ports[name] = production_settings(env, [setting])[setting]
     api_env = manifest_env(mainnet, "svc-identity")
     with pytest.MonkeyPatch.context() as patch:
