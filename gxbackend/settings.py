@@ -122,6 +122,8 @@ else:
         }
     }
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+# SQLite (development only) cannot enforce IdempotencyRecord's NULLS NOT DISTINCT constraint; PostgreSQL does.
+SILENCED_SYSTEM_CHECKS = [] if IS_POSTGRES else ["models.W047"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (throttles, lockouts) ------------------------------------------------------------------------

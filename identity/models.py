@@ -124,6 +124,7 @@ class KycSubmission(models.Model):
     rejection_reason = models.TextField(blank=True, default="")
 
     class Meta:
+        verbose_name = "KYC submission"
         ordering = ["submitted_at"]
         constraints = [
             # One pending submission per profile, enforced by the database (the API answers 409).

@@ -84,3 +84,27 @@ def test_staff_without_the_review_permission_cannot_see_the_queue(client, make_p
     staff = make_person(staff=True).user
     client.force_login(User.objects.get(pk=staff.pk))
     assert client.get(QUEUE).status_code == 403
+
+
+def test_a_pending_submission_page_offers_approve_and_reject_and_approve_works_from_there(reviewer_client, person):
+    submission = submit(person)
+    page = reviewer_client.get(f"{QUEUE}{submission.pk}/change/").content.decode()
+    assert 'name="kyc_approve"' in page and 'name="kyc_reject"' in page
+    # The page's Approve button posts the queue's action for this one submission (no "index": a single form).
+    response = reviewer_client.post(QUEUE, {"action": "approve_selected", ACTION_CHECKBOX_NAME: [submission.pk]},
+                                    follow=True)
+    assert "Approved 1 submission" in response.content.decode()
+    submission.refresh_from_db()
+    assert submission.status == KycStatus.APPROVED
+    assert OutboxCommand.objects.filter(command_type=CommandType.CREATE_USER,
+                                        aggregate_id=person.user_id.hex).count() == 1
+    page = reviewer_client.get(f"{QUEUE}{submission.pk}/change/").content.decode()
+    assert 'name="kyc_approve"' not in page, "a decided submission offers no decision"
+
+
+def test_the_reject_button_asks_for_a_reason_first(reviewer_client, person):
+    submission = submit(person)
+    asked = reviewer_client.post(QUEUE, {"action": "reject_selected", ACTION_CHECKBOX_NAME: [submission.pk]})
+    assert asked.status_code == 200 and b'name="reason"' in asked.content
+    submission.refresh_from_db()
+    assert submission.status == KycStatus.PENDING
