@@ -24,7 +24,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,7 +38,7 @@ from psycopg import errors as psycopg_errors
 from fabric_client.events import ChaincodeEvent, ChaincodeEventBlock
 from identity.models import ProfileStatus, User, UserProfile
 from projector import metrics
-from projector.handlers import BlockEffects, MalformedEvent, fold_event
+from projector.handlers import BlockEffects, MalformedEvent, WalletChange, fold_event
 from projector.models import Checkpoint, ProjectedBlock, Transaction, Wallet
 
 logger = logging.getLogger("projector")
@@ -85,29 +85,61 @@ def apply_block(block: ChaincodeEventBlock, *, name: str = CHECKPOINT_NAME) -> A
     raises, the whole transaction rolls back, and the block is applied again with ``INSERT ... ON CONFLICT DO
     NOTHING`` — same end state, the handlers stay idempotent.
     """
+    return apply_blocks([block], name=name)[0]
+
+
+def apply_blocks(blocks: Sequence[ChaincodeEventBlock], *, name: str = CHECKPOINT_NAME) -> list[ApplyResult]:
+    """:func:`apply_block` for consecutive blocks already queued (catching up), in **one** transaction.
+
+    The end state is that of :func:`apply_block` called on each block in turn: the effects are folded block by
+    block in order (the last write wins; every row keeps its own block number and block time) and written
+    with one set of bulk statements, and the checkpoint is the last fully applied block. A malformed event in
+    block k commits the blocks before k and the events of k before it, exactly as :func:`apply_block` would
+    have; the blocks after k are not applied (no result for them). A crash before COMMIT loses the whole
+    batch together with its checkpoint: it is read again on restart.
+
+    Returns one result per block looked at, in order; only the last one can have ``malformed`` set.
+    With the test-only crash hook set, the block it names always starts its own batch (the blocks before it
+    are committed first), so the hook keeps meaning "this block and nothing before it".
+    """
+    blocks = list(blocks)
+    crash = _crash_block()
+    if crash is not None and len(blocks) > 1:
+        for i, block in enumerate(blocks):
+            if block.block_number == crash and i > 0:
+                first = apply_blocks(blocks[:i], name=name)
+                if first[-1].malformed is not None:
+                    return first
+                return first + apply_blocks(blocks[i:], name=name)
+    if not blocks:
+        return []
     started = time.perf_counter()
     try:
-        result, effects = _apply(block, name, copy_rows=connection.vendor == "postgresql")
+        results, written = _apply(blocks, name, copy_rows=connection.vendor == "postgresql")
     except psycopg_errors.UniqueViolation:
-        logger.info("block %s: some of its rows exist already, applying it again with ON CONFLICT DO NOTHING",
-                    block.block_number, extra={"block": block.block_number})
-        result, effects = _apply(block, name, copy_rows=False)
-    if effects is None:
-        return result
+        logger.info("blocks %s-%s: some of their rows exist already, applying them again with ON CONFLICT DO "
+                    "NOTHING", blocks[0].block_number, blocks[-1].block_number,
+                    extra={"block": blocks[0].block_number})
+        results, written = _apply(blocks, name, copy_rows=False)
+    if not written:
+        return results
     metrics.PROCESSING_DURATION.observe(time.perf_counter() - started)
-    metrics.EVENTS_PROCESSED.labels("success").inc(effects.applied)
-    for event_name, count in effects.skipped.items():
-        metrics.EVENTS_PROCESSED.labels("skipped").inc(count)
-        metrics.EVENTS_SKIPPED.labels(event_name).inc(count)
-    metrics.CHECKPOINT_BLOCK.set(result.checkpoint[0])
-    if result.malformed is not None:
-        metrics.EVENTS_PROCESSED.labels("failed").inc()
-    return result
+    for result in results:
+        metrics.EVENTS_PROCESSED.labels("success").inc(result.applied)
+        for event_name, count in result.skipped.items():
+            metrics.EVENTS_PROCESSED.labels("skipped").inc(count)
+            metrics.EVENTS_SKIPPED.labels(event_name).inc(count)
+        if result.malformed is not None:
+            metrics.EVENTS_PROCESSED.labels("failed").inc()
+    metrics.CHECKPOINT_BLOCK.set(results[-1].checkpoint[0])
+    return results
 
 
-def _apply(block: ChaincodeEventBlock, name: str, *, copy_rows: bool) -> tuple[ApplyResult, BlockEffects | None]:
-    """The transaction of :func:`apply_block`; ``effects`` is ``None`` when the block was applied already."""
-    result = ApplyResult(block.block_number)
+def _apply(blocks: list[ChaincodeEventBlock], name: str, *,
+           copy_rows: bool) -> tuple[list[ApplyResult], list[BlockEffects]]:
+    """The transaction of :func:`apply_blocks`; no effects when every block was applied already."""
+    results: list[ApplyResult] = []
+    folded: list[BlockEffects] = []
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # Safe for a projection: a block lost in a database crash is lost together with its checkpoint,
@@ -119,43 +151,55 @@ def _apply(block: ChaincodeEventBlock, name: str, *, copy_rows: bool) -> tuple[A
         except Checkpoint.DoesNotExist:
             Checkpoint.objects.get_or_create(name=name)
             checkpoint = Checkpoint.objects.select_for_update().get(name=name)
-        events = _pending_events(block, checkpoint)
-        if events is None:
-            result.already_applied = True
-            result.checkpoint = (checkpoint.block_number, checkpoint.transaction_id)
-            return result, None
-        effects = BlockEffects(block.block_number)
-        last_tx = ""
-        for event in events:
-            try:
-                fold_event(effects, event)
-            except MalformedEvent as exc:
-                result.malformed = exc
-                break
-            last_tx = event.transaction_id
         now = timezone.now()
-        if effects.wallets or effects.profiles or effects.transactions:
-            block_time = _block_time(block.block_number, now)
-            _write_effects(effects, block_time, now, copy_rows=copy_rows)
-        if result.malformed is None:
-            checkpoint.block_number, checkpoint.transaction_id = block.block_number + 1, ""
-            checkpoint.error, checkpoint.error_tx_id, checkpoint.error_since = "", "", None
-        else:
-            if last_tx:
-                checkpoint.block_number, checkpoint.transaction_id = block.block_number, last_tx
-            elif checkpoint.block_number < block.block_number:
-                # Nothing of this block applied yet: resume at it (blocks in between had no events).
-                checkpoint.block_number, checkpoint.transaction_id = block.block_number, ""
-            _set_error(checkpoint, result.malformed.event.transaction_id, str(result.malformed), now)
-        if events:
+        any_events = False
+        for block in blocks:
+            result = ApplyResult(block.block_number)
+            results.append(result)
+            events = _pending_events(block, checkpoint)
+            if events is None:
+                result.already_applied = True
+                result.checkpoint = (checkpoint.block_number, checkpoint.transaction_id)
+                continue
+            any_events = any_events or bool(events)
+            effects = BlockEffects(block.block_number)
+            folded.append(effects)
+            last_tx = ""
+            for event in events:
+                try:
+                    fold_event(effects, event)
+                except MalformedEvent as exc:
+                    result.malformed = exc
+                    break
+                last_tx = event.transaction_id
+            result.applied = effects.applied
+            result.skipped = effects.skipped
+            if result.malformed is None:
+                checkpoint.block_number, checkpoint.transaction_id = block.block_number + 1, ""
+                checkpoint.error, checkpoint.error_tx_id, checkpoint.error_since = "", "", None
+            else:
+                if last_tx:
+                    checkpoint.block_number, checkpoint.transaction_id = block.block_number, last_tx
+                elif checkpoint.block_number < block.block_number:
+                    # Nothing of this block applied yet: resume at it (blocks in between had no events).
+                    checkpoint.block_number, checkpoint.transaction_id = block.block_number, ""
+                _set_error(checkpoint, result.malformed.event.transaction_id, str(result.malformed), now)
+            result.checkpoint = (checkpoint.block_number, checkpoint.transaction_id)
+            if result.malformed is not None:
+                break
+        if not folded:
+            return results, folded
+        written = [e for e in folded if e.wallets or e.profiles or e.transactions]
+        if written:
+            block_times = _block_times([e.block_number for e in written], now)
+            _write_effects(written, block_times, now, copy_rows=copy_rows)
+        if any_events:
             checkpoint.last_event_at = now
         checkpoint.save(update_fields=["block_number", "transaction_id", "last_event_at", "error", "error_tx_id",
                                        "error_since", "updated_at"])
-        _maybe_crash("before_commit", block.block_number)
-    result.applied = effects.applied
-    result.skipped = effects.skipped
-    result.checkpoint = (checkpoint.block_number, checkpoint.transaction_id)
-    return result, effects
+        for effects in folded:
+            _maybe_crash("before_commit", effects.block_number)
+    return results, folded
 
 
 def _pending_events(block: ChaincodeEventBlock, checkpoint: Checkpoint) -> list[ChaincodeEvent] | None:
@@ -214,23 +258,28 @@ def reset_projections(*, name: str = CHECKPOINT_NAME) -> None:
 
 
 # -- bulk writes -------------------------------------------------------------------------------------------
-def _block_time(block_number: int, now: datetime) -> datetime:
-    """The block's time: when this database first applied it (the event stream carries no timestamp)."""
+def _block_times(block_numbers: list[int], now: datetime) -> dict[int, datetime]:
+    """The blocks' times: when this database first applied each (the event stream carries no timestamp)."""
     if connection.vendor == "postgresql":
         table = ProjectedBlock._meta.db_table
         with _raw_cursor() as cursor:
-            # One round trip: the SELECT does not see the row the INSERT adds (same snapshot), so one row comes back.
+            # One round trip: the SELECT does not see the rows the INSERT adds (same snapshot), so each block
+            # comes back once.
             cursor.execute(
-                f"""WITH ins AS (INSERT INTO {table} (block_number, applied_at) VALUES (%s, %s)
-                                 ON CONFLICT (block_number) DO NOTHING RETURNING applied_at)
-                    SELECT applied_at FROM ins UNION ALL
-                    SELECT applied_at FROM {table} WHERE block_number = %s""",  # noqa: S608
-                [block_number, now, block_number])
-            row = cursor.fetchone()
-        assert row is not None
-        return row[0]
-    block, _ = ProjectedBlock.objects.get_or_create(block_number=block_number, defaults={"applied_at": now})
-    return block.applied_at
+                f"""WITH ins AS (INSERT INTO {table} (block_number, applied_at)
+                                 SELECT b, %s FROM unnest(%s::bigint[]) AS b
+                                 ON CONFLICT (block_number) DO NOTHING RETURNING block_number, applied_at)
+                    SELECT block_number, applied_at FROM ins UNION ALL
+                    SELECT block_number, applied_at FROM {table} WHERE block_number = ANY(%s::bigint[])""",  # noqa: S608
+                [now, block_numbers, block_numbers])
+            times = dict(cursor.fetchall())
+        assert len(times) == len(block_numbers)
+        return times
+    times = {}
+    for number in block_numbers:
+        block, _ = ProjectedBlock.objects.get_or_create(block_number=number, defaults={"applied_at": now})
+        times[number] = block.applied_at
+    return times
 
 
 def _raw_cursor() -> psycopg.Cursor[Any]:
@@ -286,26 +335,51 @@ def _local_users(onchain_ids: Iterable[str]) -> dict[str, uuid.UUID]:
     return {onchain_id: pk for onchain_id, pk in candidates.items() if pk in existing}
 
 
-def _write_effects(effects: BlockEffects, block_time: datetime, now: datetime, *, copy_rows: bool = False) -> None:
-    touched = set(effects.wallets) | set(effects.profiles) | {row.user_id for row in effects.transactions}
+def _write_effects(folded: list[BlockEffects], block_times: dict[int, datetime], now: datetime, *,
+                   copy_rows: bool = False) -> None:
+    """Writes the effects of consecutive blocks (in order); PostgreSQL: one statement per table for them all."""
+    touched: set[str] = set()
+    for effects in folded:
+        touched.update(effects.wallets, effects.profiles, (row.user_id for row in effects.transactions))
     users = _local_users(touched)
     unknown = touched - users.keys()
+    first = folded[0].block_number
     if unknown:
         # Not an error of the chain: a user registered by another backend has no profile here.
         logger.warning("block %s: %d on-chain user(s) without a local user, their effects are left out",
-                       effects.block_number, len(unknown), extra={"block": effects.block_number})
+                       first, len(unknown), extra={"block": first})
         metrics.UNKNOWN_USERS.labels("any").inc(len(unknown))
-    if connection.vendor == "postgresql":
-        with _raw_cursor() as cursor:
-            _write_wallets_pg(cursor, effects, users, now)
+    if connection.vendor != "postgresql":
+        for effects in folded:
+            _write_generic(effects, users, block_times[effects.block_number], now)
+        return
+    wallets: dict[str, WalletChange] = {}
+    profiles: dict[str, tuple[str, datetime | None]] = {}
+    for effects in folded:  # in block order: the last write wins, as with one transaction per block
+        for onchain_id, change in effects.wallets.items():
+            merged = wallets.get(onchain_id)
+            if merged is None:
+                wallets[onchain_id] = WalletChange(change.balance, change.frozen, change.frozen_reason)
+                continue
+            if change.balance is not None:
+                merged.balance = change.balance
+            if change.frozen is not None:
+                merged.frozen = change.frozen
+            if change.frozen_reason is not None:
+                merged.frozen_reason = change.frozen_reason
+        block_time = block_times[effects.block_number]
+        for onchain_id, profile in effects.profiles.items():
+            registered = block_time if profile.registered else profiles.get(onchain_id, ("", None))[1]
+            profiles[onchain_id] = (profile.status, registered)
+    with _raw_cursor() as cursor:
+        _write_wallets_pg(cursor, wallets, users, now)
+        for effects in folded:
             _maybe_crash("mid_block", effects.block_number)
-            _write_profiles_pg(cursor, effects, users, block_time, now)
-            if copy_rows:
-                _copy_transactions_pg(cursor, effects, users, block_time, now)
-            else:
-                _write_transactions_pg(cursor, effects, users, block_time, now)
-    else:
-        _write_generic(effects, users, block_time, now)
+        _write_profiles_pg(cursor, profiles, users, now)
+        if copy_rows:
+            _copy_transactions_pg(cursor, folded, users, block_times, now)
+        else:
+            _write_transactions_pg(cursor, folded, users, block_times, now)
 
 
 def _array_literal(items: list[str]) -> str:
@@ -322,10 +396,10 @@ def _text_element(value: str | None) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _write_wallets_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users: dict[str, uuid.UUID],
+def _write_wallets_pg(cursor: psycopg.Cursor[Any], changes: dict[str, WalletChange], users: dict[str, uuid.UUID],
                       now: datetime) -> None:
     id_items, balance_items, frozen_items, reason_items = [], [], [], []
-    for onchain_id, change in effects.wallets.items():
+    for onchain_id, change in changes.items():
         if onchain_id in users:
             id_items.append(onchain_id)  # a 32-character hex id (_local_users), which uuid_in reads as is
             balance_items.append("NULL" if change.balance is None else str(change.balance))
@@ -336,7 +410,7 @@ def _write_wallets_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users:
     ids, balances, frozen, reasons = (_array_literal(id_items), _array_literal(balance_items),
                                       _array_literal(frozen_items), _array_literal(reason_items))
     table = Wallet._meta.db_table
-    # One statement: update the wallets that exist (NULL = "not changed by this block"), insert the others
+    # One statement: update the wallets that exist (NULL = "not changed by these blocks"), insert the others
     # with the same values on top of the defaults. ON CONFLICT stays as a guard.
     cursor.execute(
         f"""WITH t AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::boolean[], %s::text[]) AS t(u, b, f, r)),
@@ -352,24 +426,24 @@ def _write_wallets_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users:
     )
 
 
-def _write_profiles_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users: dict[str, uuid.UUID],
-                       block_time: datetime, now: datetime) -> None:
+def _write_profiles_pg(cursor: psycopg.Cursor[Any], changes: dict[str, tuple[str, datetime | None]],
+                       users: dict[str, uuid.UUID], now: datetime) -> None:
+    """``changes``: on-chain id -> (status, onchain_registered_at to set or ``None`` = leave it)."""
     ids, statuses, registered = [], [], []
-    for onchain_id, change in effects.profiles.items():
+    for onchain_id, (status, registered_at) in changes.items():
         pk = users.get(onchain_id)
         if pk is not None:
             ids.append(pk)
-            statuses.append(change.status)
-            registered.append(change.registered)
+            statuses.append(status)
+            registered.append(registered_at)
     if not ids:
         return
     cursor.execute(
         f"""UPDATE {UserProfile._meta.db_table} AS p SET status = t.s,
-                   onchain_registered_at = CASE WHEN t.r THEN %s ELSE p.onchain_registered_at END,
-                   updated_at = %s
-            FROM unnest(%s::uuid[], %s::text[], %s::boolean[]) AS t(u, s, r)
+                   onchain_registered_at = COALESCE(t.r, p.onchain_registered_at), updated_at = %s
+            FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) AS t(u, s, r)
             WHERE p.user_id = t.u""",  # noqa: S608
-        [block_time, now, ids, statuses, registered],
+        [now, ids, statuses, registered],
     )
 
 
@@ -378,44 +452,52 @@ _TX_COLUMNS = ("wallet_id, kind, amount_qirat, fee_qirat, counterparty_id, remar
 _TX_TYPES = ("uuid", "text", "int8", "int8", "text", "text", "text", "int8", "timestamptz", "timestamptz")
 
 
-def _copy_transactions_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users: dict[str, uuid.UUID],
-                          block_time: datetime, now: datetime) -> None:
+def _copy_transactions_pg(cursor: psycopg.Cursor[Any], folded: list[BlockEffects], users: dict[str, uuid.UUID],
+                          block_times: dict[int, datetime], now: datetime) -> None:
     """The fast path: binary COPY into the table; raises ``UniqueViolation`` if a row exists already."""
-    block_number = effects.block_number
-    rows = [(pk, r.kind, r.amount, r.fee, r.counterparty_id, r.remark, r.tx_id, block_number, block_time, now)
-            for r in effects.transactions if (pk := users.get(r.user_id)) is not None]
-    if not rows:
+    if not any(effects.transactions for effects in folded):
         return
     with cursor.copy(f"COPY {Transaction._meta.db_table} ({_TX_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(_TX_TYPES)
-        for row in rows:
-            copy.write_row(row)
+        write_row = copy.write_row
+        for effects in folded:
+            block_number, block_time = effects.block_number, block_times[effects.block_number]
+            for r in effects.transactions:
+                pk = users.get(r.user_id)
+                if pk is not None:
+                    write_row((pk, r.kind, r.amount, r.fee, r.counterparty_id, r.remark, r.tx_id, block_number,
+                               block_time, now))
 
 
-def _write_transactions_pg(cursor: psycopg.Cursor[Any], effects: BlockEffects, users: dict[str, uuid.UUID],
-                           block_time: datetime, now: datetime) -> None:
+def _write_transactions_pg(cursor: psycopg.Cursor[Any], folded: list[BlockEffects], users: dict[str, uuid.UUID],
+                           block_times: dict[int, datetime], now: datetime) -> None:
     """The idempotent path: rows already there (same tx id, kind and wallet) are left as they are."""
-    wallets, kinds, amounts, fees, counterparties, remarks, tx_ids = [], [], [], [], [], [], []
-    for row in effects.transactions:
-        pk = users.get(row.user_id)
-        if pk is None:
-            continue
-        wallets.append(pk)
-        kinds.append(row.kind)
-        amounts.append(row.amount)
-        fees.append(row.fee)
-        counterparties.append(row.counterparty_id)
-        remarks.append(row.remark)
-        tx_ids.append(row.tx_id)
+    wallets, kinds, amounts, fees, counterparties, remarks, tx_ids, numbers = [], [], [], [], [], [], [], []
+    for effects in folded:
+        for row in effects.transactions:
+            pk = users.get(row.user_id)
+            if pk is None:
+                continue
+            wallets.append(pk)
+            kinds.append(row.kind)
+            amounts.append(row.amount)
+            fees.append(row.fee)
+            counterparties.append(row.counterparty_id)
+            remarks.append(row.remark)
+            tx_ids.append(row.tx_id)
+            numbers.append(effects.block_number)
     if not wallets:
         return
+    times = sorted(block_times.items())
     cursor.execute(
         f"""INSERT INTO {Transaction._meta.db_table} ({_TX_COLUMNS})
-            SELECT w, k, a, f, c, r, x, %s, %s, %s
-            FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])
-                 AS t(w, k, a, f, c, r, x)
+            SELECT w, k, a, f, c, r, x, n, bt.at, %s
+            FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+                        %s::bigint[]) AS t(w, k, a, f, c, r, x, n)
+            JOIN unnest(%s::bigint[], %s::timestamptz[]) AS bt(number, at) ON bt.number = t.n
             ON CONFLICT (tx_id, kind, wallet_id) DO NOTHING""",  # noqa: S608
-        [effects.block_number, block_time, now, wallets, kinds, amounts, fees, counterparties, remarks, tx_ids],
+        [now, wallets, kinds, amounts, fees, counterparties, remarks, tx_ids, numbers,
+         [n for n, _ in times], [t for _, t in times]],
     )
 
 
@@ -448,6 +530,17 @@ def _write_generic(effects: BlockEffects, users: dict[str, uuid.UUID], block_tim
          for r in effects.transactions if r.user_id in users],
         ignore_conflicts=True,
     )
+
+
+def _crash_block() -> int | None:
+    """The block the test-only crash hook names, if it is set (and ``DEBUG`` is on)."""
+    wanted = os.environ.get(CRASH_ENV)
+    if not wanted or not settings.DEBUG:
+        return None
+    try:
+        return int(wanted.rpartition(":")[2])
+    except ValueError:
+        return None
 
 
 def _maybe_crash(point: str, block_number: int) -> None:
