@@ -2,11 +2,15 @@
 
 A chain of ``--events`` (default 100,000) events — UserCreated for every user, then transfers between
 disjoint pairs, a few freezes — is built in memory as the ChaincodeEvents stream delivers it (one
-``ChaincodeEventBlock`` per block, ``--block-size`` events each) and applied with
-``projector.services.apply_block``: payload parsing and validation, bulk upserts, checkpoint, one transaction
-per block. The floor is the same Transaction rows (the table then holds exactly what the projection wrote)
-written with plain batched INSERTs and nothing else: one parameterised single-row ``INSERT ... VALUES`` run
-with psycopg's ``executemany`` on a server-side-binding cursor (prepared once, pipelined, binary parameters:
+``ChaincodeEventBlock`` per block, ``--block-size`` events each) and applied by the production loop,
+``projector.worker.Projector.step`` (what ``manage.py run_projector`` calls), over a scripted network serving
+those blocks: leader lock, the stream read by its prefetch thread, and per step the next block with the
+blocks already queued behind it applied in one transaction by ``projector.services.apply_blocks`` (payload
+parsing and validation, bulk upserts, checkpoint) — the path the worker takes when it catches up.
+
+The floor is the same Transaction rows (the table then holds exactly what the projection wrote) written with
+plain batched INSERTs and nothing else: one parameterised single-row ``INSERT ... VALUES`` run with
+psycopg's ``executemany`` on a server-side-binding cursor (prepared once, pipelined, binary parameters:
 psycopg's standard way to batch inserts; Django's own cursor would quote every value into the SQL text in
 Python, which measures client-side quoting rather than inserting), one transaction per block, with no
 payload parsing, no wallets, no profiles and no checkpoint. Runs in a throwaway test database.
@@ -40,6 +44,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
 from fabric_client.events import ChaincodeEvent, ChaincodeEventBlock  # noqa: E402
+from fabric_client.gateway import ChainInfo  # noqa: E402
 
 TARGET_RATIO = 0.5
 TARGET_RATE = 20_000.0
@@ -93,13 +98,44 @@ def make_users(count: int) -> list[uuid.UUID]:
     return ids
 
 
-def run_projection(blocks: list[ChaincodeEventBlock]) -> float:
-    from projector.services import apply_block
+class ScriptedStream:
+    def __init__(self, blocks: list[ChaincodeEventBlock]) -> None:
+        self.blocks = blocks
 
+    def __iter__(self):
+        return iter(self.blocks)
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedNetwork:
+    """The chain as the gateway serves it: the blocks from the checkpoint on, and the height."""
+
+    def __init__(self, blocks: list[ChaincodeEventBlock]) -> None:
+        self.blocks = blocks
+
+    def chaincode_event_blocks(self, chaincode: str, *, checkpoint=None, start_block=None) -> ScriptedStream:
+        start = checkpoint.block_number if checkpoint else (start_block or 0)
+        return ScriptedStream([b for b in self.blocks if b.block_number >= start])
+
+    def chain_info(self, timeout=None) -> ChainInfo:
+        return ChainInfo(self.blocks[-1].block_number + 1, b"", b"")
+
+
+def run_projection(blocks: list[ChaincodeEventBlock]) -> float:
+    from projector.worker import Projector
+
+    network = ScriptedNetwork(blocks)
+    worker = Projector(network_factory=lambda: network, chaincode="gxcc", wait_timeout=1.0)
+    end = blocks[-1].block_number + 1
     started = time.perf_counter()
-    for block in blocks:
-        result = apply_block(block)
-        assert result.malformed is None
+    try:
+        while worker.checkpoint is None or worker.checkpoint[0] < end:
+            worker.step()
+            assert not worker.stuck, worker.last_error
+    finally:
+        worker.close()
     return time.perf_counter() - started
 
 

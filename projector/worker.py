@@ -4,8 +4,11 @@
 
 - standby: try the advisory lock; when it is won, read the checkpoint and lead.
 - leader: poll the chain height every ``PROJECTOR_HEIGHT_POLL_SECONDS`` (stored on the checkpoint for the
-  API's /readyz); keep one ChaincodeEvents stream open from the checkpoint, read by a thread into a small
-  queue (the next block arrives while the current one is committed); apply one block per step.
+  API's /readyz); keep one ChaincodeEvents stream open from the checkpoint, read by a thread into a bounded
+  queue (the next blocks arrive while the current ones are committed); apply per step the next block together
+  with the blocks already queued behind it (up to ``MAX_BATCH_BLOCKS`` / ``MAX_BATCH_EVENTS``) in one
+  transaction with :func:`projector.services.apply_blocks`. Live, that is one block per transaction; catching
+  up, it saves a commit, a checkpoint write and a wallet update per wallet and block.
 - a malformed event or a failing handler: nothing past it is committed; the error is logged with its tx id,
   counted, stored on the checkpoint; the stream is closed and reopened from the checkpoint after an
   exponential backoff (with jitter) capped at ``PROJECTOR_RETRY_MAX_SECONDS``. Stream and Fabric errors back
@@ -31,14 +34,18 @@ from projector.leader import LeaderLock
 logger = logging.getLogger("projector")
 
 _END = object()
+# Catching up: blocks already queued are applied together (one transaction, one statement per table).
+MAX_BATCH_BLOCKS = 64
+MAX_BATCH_EVENTS = 20_000
 
 
 class StreamReader:
     """Reads an event stream on a daemon thread into a bounded queue; :meth:`close` cancels it."""
 
-    def __init__(self, stream: Any, *, depth: int = 4) -> None:
+    def __init__(self, stream: Any, *, depth: int = 64) -> None:
         self.stream = stream
         self.items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.held: Any = None  # an item taken by get_ready() and given back
         self.closed = threading.Event()
         self.thread = threading.Thread(target=self._run, name="projector-stream", daemon=True)
         self.thread.start()
@@ -64,10 +71,48 @@ class StreamReader:
 
     def get(self, timeout: float) -> Any:
         """A block, an exception, ``_END`` or ``None`` when nothing arrived in time."""
+        if self.held is not None:
+            item, self.held = self.held, None
+            return item
         try:
             return self.items.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def get_ready(self) -> Any:
+        """Like :meth:`get` without waiting: ``None`` when nothing is queued."""
+        return self.get(0) if self.held is not None else self._get_nowait()
+
+    def _get_nowait(self) -> Any:
+        try:
+            return self.items.get_nowait()
+        except queue.Empty:
+            return None
+
+    def give_back(self, item: Any) -> None:
+        """Puts back the item :meth:`get_ready` returned; the next :meth:`get` returns it first."""
+        assert self.held is None
+        self.held = item
+
+    def get_batch(self, timeout: float, *, max_blocks: int = MAX_BATCH_BLOCKS,
+                  max_events: int = MAX_BATCH_EVENTS) -> Any:
+        """A list of consecutive blocks (the first waited for up to ``timeout``, the others already queued),
+        or what :meth:`get` returns when the first item is not a block."""
+        item = self.get(timeout)
+        if item is None or item is _END or isinstance(item, Exception):
+            return item
+        batch = [item]
+        events = len(item.events)
+        while len(batch) < max_blocks and events < max_events:
+            item = self.get_ready()
+            if item is None:
+                break
+            if item is _END or isinstance(item, Exception):
+                self.give_back(item)
+                break
+            batch.append(item)
+            events += len(item.events)
+        return batch
 
     def close(self) -> None:
         self.closed.set()
@@ -92,6 +137,7 @@ class Projector:
         self.stuck = False
         self.last_error = ""
         self.last_event_at: float | None = None  # time.time() of the last applied event
+        self.checkpoint: tuple[int, str] | None = None  # after the last apply
         metrics.LAST_EVENT_AGE.set_function(
             lambda: time.time() - self.last_event_at if self.last_event_at is not None else 0.0)
 
@@ -126,7 +172,7 @@ class Projector:
             if self.reader is None:
                 self.open_stream()
             assert self.reader is not None
-            item = self.reader.get(self.wait_timeout)
+            item = self.reader.get_batch(self.wait_timeout)
         except Exception as exc:
             self.stream_failed(exc)
             return False
@@ -137,12 +183,16 @@ class Projector:
             return False
         return self.apply(item)
 
-    def apply(self, block: ChaincodeEventBlock) -> bool:
+    def apply(self, blocks: list[ChaincodeEventBlock]) -> bool:
+        """Applies consecutive blocks (one transaction); True when all of them were applied."""
+        block = blocks[0]
         try:
-            result = services.apply_block(block, name=self.name)
+            results = services.apply_blocks(blocks, name=self.name)
         except Exception as exc:
             tx_id = block.events[0].transaction_id if block.events else ""
-            message = f"handler failed on block {block.block_number}: {type(exc).__name__}: {exc}"
+            where = (f"block {block.block_number}" if len(blocks) == 1
+                     else f"blocks {block.block_number}-{blocks[-1].block_number}")
+            message = f"handler failed on {where}: {type(exc).__name__}: {exc}"
             logger.exception("projector stuck: %s", message, extra={"tx_id": tx_id, "block": block.block_number})
             try:
                 services.record_failure(tx_id=tx_id, message=message, name=self.name)
@@ -150,6 +200,8 @@ class Projector:
                 logger.exception("projector could not record its failure")
             self.fail(message)
             return False
+        result = results[-1]
+        self.checkpoint = result.checkpoint
         if result.malformed is not None:
             event = result.malformed.event
             logger.error("projector stuck: %s", result.malformed,
@@ -163,7 +215,7 @@ class Projector:
         self.stuck = False
         self.last_error = ""
         metrics.STUCK.set(0)
-        if result.applied or result.skipped:
+        if any(r.applied or r.skipped for r in results):
             self.last_event_at = time.time()
         if self.height is not None:
             metrics.LAG_BLOCKS.set(services.lag_blocks(height=self.height, block_number=result.checkpoint[0]) or 0)
