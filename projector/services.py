@@ -88,7 +88,8 @@ def apply_block(block: ChaincodeEventBlock, *, name: str = CHECKPOINT_NAME) -> A
     return apply_blocks([block], name=name)[0]
 
 
-def apply_blocks(blocks: Sequence[ChaincodeEventBlock], *, name: str = CHECKPOINT_NAME) -> list[ApplyResult]:
+def apply_blocks(blocks: Sequence[ChaincodeEventBlock | PreparedBlock], *,
+                 name: str = CHECKPOINT_NAME) -> list[ApplyResult]:
     """:func:`apply_block` for consecutive blocks already queued (catching up), in **one** transaction.
 
     The end state is that of :func:`apply_block` called on each block in turn: the effects are folded block by
@@ -99,6 +100,8 @@ def apply_blocks(blocks: Sequence[ChaincodeEventBlock], *, name: str = CHECKPOIN
     batch together with its checkpoint: it is read again on restart.
 
     Returns one result per block looked at, in order; only the last one can have ``malformed`` set.
+    A :class:`PreparedBlock` (folded ahead by :func:`prepare_block`) is not folded again unless only part of
+    it is still pending (the checkpoint names a transaction inside it).
     With the test-only crash hook set, the block it names always starts its own batch (the blocks before it
     are committed first), so the hook keeps meaning "this block and nothing before it".
     """
@@ -135,7 +138,7 @@ def apply_blocks(blocks: Sequence[ChaincodeEventBlock], *, name: str = CHECKPOIN
     return results
 
 
-def _apply(blocks: list[ChaincodeEventBlock], name: str, *,
+def _apply(blocks: list[ChaincodeEventBlock | PreparedBlock], name: str, *,
            copy_rows: bool) -> tuple[list[ApplyResult], list[BlockEffects]]:
     """The transaction of :func:`apply_blocks`; no effects when every block was applied already."""
     results: list[ApplyResult] = []
@@ -162,16 +165,11 @@ def _apply(blocks: list[ChaincodeEventBlock], name: str, *,
                 result.checkpoint = (checkpoint.block_number, checkpoint.transaction_id)
                 continue
             any_events = any_events or bool(events)
-            effects = BlockEffects(block.block_number)
+            if isinstance(block, PreparedBlock) and len(events) == len(block.events):
+                effects, result.malformed, last_tx = block.effects, block.malformed, block.last_tx
+            else:
+                effects, result.malformed, last_tx = _fold(block.block_number, events)
             folded.append(effects)
-            last_tx = ""
-            for event in events:
-                try:
-                    fold_event(effects, event)
-                except MalformedEvent as exc:
-                    result.malformed = exc
-                    break
-                last_tx = event.transaction_id
             result.applied = effects.applied
             result.skipped = effects.skipped
             if result.malformed is None:
@@ -202,7 +200,53 @@ def _apply(blocks: list[ChaincodeEventBlock], name: str, *,
     return results, folded
 
 
-def _pending_events(block: ChaincodeEventBlock, checkpoint: Checkpoint) -> list[ChaincodeEvent] | None:
+def _fold(block_number: int, events: Iterable[ChaincodeEvent]) -> tuple[BlockEffects, MalformedEvent | None, str]:
+    """Folds ``events`` in order up to the first malformed one: (effects, that event's error, last folded tx)."""
+    effects = BlockEffects(block_number)
+    last_tx = ""
+    for event in events:
+        try:
+            fold_event(effects, event)
+        except MalformedEvent as exc:
+            return effects, exc, last_tx
+        last_tx = event.transaction_id
+    return effects, None, last_tx
+
+
+@dataclass(frozen=True)
+class PreparedBlock:
+    """A block whose events were all folded ahead of time (payloads parsed and validated, no database).
+
+    The worker's stream thread prepares the blocks it queues, so the parsing of the next blocks runs while
+    PostgreSQL writes the current ones. Folding touches no database state, so the result is the same whenever
+    it is done; :func:`apply_blocks` still decides which events are pending from the locked checkpoint.
+    """
+
+    block: ChaincodeEventBlock
+    effects: BlockEffects
+    malformed: MalformedEvent | None
+    last_tx: str
+
+    @property
+    def block_number(self) -> int:
+        return self.block.block_number
+
+    @property
+    def events(self) -> tuple[ChaincodeEvent, ...]:
+        return self.block.events
+
+
+def prepare_block(block: ChaincodeEventBlock) -> ChaincodeEventBlock | PreparedBlock:
+    """``block`` folded ahead (see :class:`PreparedBlock`); the block itself if a handler raised unexpectedly
+    (:func:`apply_blocks` folds it again and reports that failure as it always does)."""
+    try:
+        effects, malformed, last_tx = _fold(block.block_number, block.events)
+    except Exception:
+        return block
+    return PreparedBlock(block, effects, malformed, last_tx)
+
+
+def _pending_events(block: ChaincodeEventBlock | PreparedBlock, checkpoint: Checkpoint) -> list[ChaincodeEvent] | None:
     """The events of ``block`` not yet applied, or ``None`` when the whole block is behind the checkpoint."""
     if block.block_number < checkpoint.block_number:
         return None

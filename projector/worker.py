@@ -42,8 +42,9 @@ MAX_BATCH_EVENTS = 20_000
 class StreamReader:
     """Reads an event stream on a daemon thread into a bounded queue; :meth:`close` cancels it."""
 
-    def __init__(self, stream: Any, *, depth: int = 64) -> None:
+    def __init__(self, stream: Any, *, depth: int = 64, prepare: bool = False) -> None:
         self.stream = stream
+        self.prepare = prepare  # fold each block on this thread (services.prepare_block) before queueing it
         self.items: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.held: Any = None  # an item taken by get_ready() and given back
         self.closed = threading.Event()
@@ -53,7 +54,7 @@ class StreamReader:
     def _run(self) -> None:
         try:
             for block in self.stream:
-                if not self._put(block):
+                if not self._put(services.prepare_block(block) if self.prepare else block):
                     return
         except Exception as exc:
             self._put(exc)
@@ -252,7 +253,7 @@ class Projector:
         checkpoint = services.get_checkpoint(self.name)
         cp = _StreamCheckpoint(checkpoint.block_number, checkpoint.transaction_id or None)
         stream = self._network().chaincode_event_blocks(self.chaincode, checkpoint=cp)
-        self.reader = StreamReader(stream)
+        self.reader = StreamReader(stream, prepare=True)
 
     def close_stream(self) -> None:
         if self.reader is not None:

@@ -111,3 +111,36 @@ def test_the_crash_hook_block_starts_its_own_transaction(make_user, settings, mo
     assert checkpoint() == (2, "")  # block 1 committed, block 2 (and what follows in its batch) rolled back
     assert set(Transaction.objects.values_list("block_number", flat=True)) == {1}
     assert not Wallet.objects.filter(pk=bob.pk).exists()
+
+
+def test_prepared_blocks_apply_like_raw_ones_and_a_partly_applied_one_is_folded_again(make_user):
+    alice, bob, carol = make_user(), make_user(), make_user()
+    blocks = chain_of(alice, bob, carol)
+    for b in blocks:
+        apply_block(b)
+    expected = snapshot()
+    reset_projections()
+    results = apply_blocks([services.prepare_block(b) for b in blocks])
+    assert [r.applied for r in results] == [2, 1, 0, 3, 3, 1]
+    assert snapshot() == expected and checkpoint() == (7, "")
+
+    reset_projections()
+    apply_blocks(blocks[:3])
+    first = blocks[3].events[0]
+    apply_block(block(4, first))  # the stream stopped after the first event of block 4
+    Checkpoint.objects.filter(name=CHECKPOINT_NAME).update(block_number=4, transaction_id=first.transaction_id)
+    results = apply_blocks([services.prepare_block(b) for b in blocks[3:]])
+    assert results[0].applied == 2  # only the two events after the checkpoint's transaction
+    assert snapshot() == expected and checkpoint() == (7, "")
+
+
+def test_a_prepared_malformed_block_stops_at_the_same_event(make_user):
+    alice, bob = make_user(), make_user()
+    good = user_created(alice.pk.hex)
+    bad = event("UserCreated", b"[1]")
+    prepared = services.prepare_block(block(3, good, bad, user_created(bob.pk.hex)))
+    assert isinstance(prepared, services.PreparedBlock) and prepared.malformed is not None
+    result = apply_blocks([prepared])[-1]
+    assert result.malformed is prepared.malformed
+    assert checkpoint() == (3, good.transaction_id)
+    assert Wallet.objects.filter(pk=alice.pk).exists() and not Wallet.objects.filter(pk=bob.pk).exists()
