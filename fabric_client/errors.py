@@ -24,7 +24,11 @@ _ACCESS_DENIED = "access denied"
 _STALE_TIMESTAMP = "request unauthorized due to incorrect timestamp"
 _CONCURRENCY_LIMIT = "exceeding concurrency limit"
 
-_ALWAYS_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# CANCELLED: this client never cancels a unary call itself, so the server (or a proxy) dropped it mid-flight,
+# e.g. a peer shutting down. Like UNAVAILABLE it says nothing about the transaction: endorse afresh, resend the
+# same envelope, or ask the commit status again.
+_ALWAYS_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                               grpc.StatusCode.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class EndorseError(GatewayError):
 
 
 class SubmitError(GatewayError):
-    """Submit failed. ABORTED (orderer 4xx) is final for that envelope; UNAVAILABLE/DEADLINE: resend it."""
+    """Submit failed. ABORTED (orderer 4xx) is final for that envelope; UNAVAILABLE/DEADLINE/CANCELLED: resend it."""
 
     def _retryable(self, texts: tuple[str, ...]) -> bool:
         return self.code in _ALWAYS_RETRYABLE

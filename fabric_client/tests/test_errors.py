@@ -46,6 +46,10 @@ def detail(message: str) -> tuple[ErrorDetail, ...]:
         (SubmitError("x", code=C.DEADLINE_EXCEEDED), True),
         (CommitStatusError("context deadline exceeded", code=C.DEADLINE_EXCEEDED), True),
         (CommitStatusError("policy", code=C.PERMISSION_DENIED), False),
+        # A peer shutting down drops calls in flight as CANCELLED (this client never cancels unary calls).
+        (EndorseError("CANCELLED", code=C.CANCELLED), True),
+        (SubmitError("CANCELLED", code=C.CANCELLED), True),
+        (CommitStatusError("CANCELLED", code=C.CANCELLED), True),
         (GatewayError("invalid", code=C.INVALID_ARGUMENT), False),
     ],
 )
