@@ -30,7 +30,9 @@ def test_run_stack_serves_the_api_and_workers_on_sqlite_and_stops_all_children_o
     try:
         wait_for_http(f"http://127.0.0.1:{api}/health", timeout=90, process=stack)
         assert http_get(f"http://127.0.0.1:{api}/health")[0] == 200
+        # The workers start beside the API: wait until each answers on its own port.
         wait_for_http(f"http://127.0.0.1:{projector}/readyz", timeout=60, process=stack)
+        wait_for_http(f"http://127.0.0.1:{submitter}/livez", timeout=60, process=stack)
         status, body = http_get(f"http://127.0.0.1:{api}/readyz")
         assert status == 200, body
         assert json.loads(body)["checks"]["database"]["ok"] is True
