@@ -1,9 +1,10 @@
 """Gunicorn settings for svc-identity (one pod = 2 cores).
 
 Threaded workers sized for a pod with a 2-core limit: 2 processes x 4 threads. Password hashing (argon2)
-is CPU-bound and releases the GIL, so two processes keep both cores busy while the threads cover database
-and cache waits. Timeouts stay below the pod's grace period (deploy/k8s/base/svc-identity.yaml:
-terminationGracePeriodSeconds 40 = preStop sleep 5 + graceful_timeout 20 + margin).
+is CPU-bound and releases the GIL; each process hashes one password at a time (PASSWORD_HASH_CONCURRENCY), so
+two processes keep both cores busy hashing while the other threads serve database and cache work. Timeouts
+stay below the pod's grace period (deploy/k8s/base/svc-identity.yaml: terminationGracePeriodSeconds 40 =
+preStop sleep 5 + graceful_timeout 20 + margin).
 Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must be set in the environment *before* gunicorn
 starts (so every worker imports prometheus_client in multiprocess mode); the directory is wiped when the
 master starts and a dead worker's live gauges are dropped in ``child_exit``.

@@ -152,6 +152,8 @@ PASSWORD_HASHERS = [
     "identity.hashers.TunedArgon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+# Password hashes (64 MiB each) one process runs at once; the rest wait. 1 per gunicorn worker = one per core.
+PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 1, minimum=1, maximum=64)
 
 # --- Security -------------------------------------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

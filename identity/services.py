@@ -73,7 +73,7 @@ def user_register(
                      fields={"email": ["A user with this email already exists."]})
     if User.objects.filter(email=email).exists():
         raise taken
-    # Hash outside the transaction: Argon2 takes tens of milliseconds and needs no row lock.
+    # Hash outside the transaction: Argon2 takes ~150 ms and needs no row lock.
     password_hash = make_password(password)
     try:
         with transaction.atomic():
