@@ -6,7 +6,8 @@ disjoint pairs, a few freezes — is built in memory as the ChaincodeEvents stre
 ``projector.worker.Projector.step`` (what ``manage.py run_projector`` calls), over a scripted network serving
 those blocks: leader lock, the stream read by its prefetch thread, and per step the next block with the
 blocks already queued behind it applied in one transaction by ``projector.services.apply_blocks`` (payload
-parsing and validation, bulk upserts, checkpoint) — the path the worker takes when it catches up.
+parsing and validation, bulk upserts, checkpoint) — the path the worker takes when it catches up. The heap is
+settled first as ``manage.py run_projector`` does after its setup (``gxbackend.workers.settle_heap``).
 
 The floor is the same Transaction rows (the table then holds exactly what the projection wrote) written with
 plain batched INSERTs and nothing else: one parameterised single-row ``INSERT ... VALUES`` run with
@@ -124,8 +125,12 @@ class ScriptedNetwork:
 
 
 def run_projection(blocks: list[ChaincodeEventBlock]) -> float:
+    from gxbackend.workers import settle_heap
     from projector.worker import Projector
 
+    # As run_projector does after its setup. It also takes the in-memory chain out of the collector's walks,
+    # which is what a real stream amounts to: those blocks would not be in the process at all.
+    settle_heap()
     network = ScriptedNetwork(blocks)
     worker = Projector(network_factory=lambda: network, chaincode="gxcc", wait_timeout=1.0)
     end = blocks[-1].block_number + 1

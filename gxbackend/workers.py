@@ -7,10 +7,13 @@ False: idle, sleep ``idle_seconds`` in short slices so a signal is noticed quick
 
 Every worker serves ``/metrics``, ``/livez`` (the loop's heartbeat is fresh) and ``/readyz`` (``is_ready()``)
 on its metrics port from a small HTTP server thread.
+
+After ``setup()`` the heap is settled for a long life (:func:`settle_heap`).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -27,6 +30,24 @@ from django.db import close_old_connections
 from gxbackend.metrics import render_registry
 
 logger = logging.getLogger("gxbackend.workers")
+
+# Young-generation size of a worker's garbage collector (CPython's default is 700 allocations).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_heap() -> None:
+    """Moves what start-up built (Django, protobuf descriptors, gRPC: ~200,000 objects) out of the garbage
+    collector's reach and collects the young generation less often.
+
+    A worker allocates many short-lived objects per unit (decoded payloads, rows) beside that large permanent
+    heap. With CPython's defaults a trickle of them is promoted to the old generation and every full
+    collection walks the whole heap while holding the GIL: in bench/projector.py five full collections took
+    0.66 s of 2.1 s of Python CPU; settled, all collections together take ~0.15 s. Called once, after setup.
+    """
+    gc.collect()  # nothing collectable is frozen (it would never be freed)
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+
 
 
 class WorkerCommand(BaseCommand):
@@ -70,6 +91,7 @@ class WorkerCommand(BaseCommand):
         if port >= 0:
             self.start_metrics_server(port)
         self.setup(**options)
+        settle_heap()
         logger.info("%s started", self.worker_name, extra={"worker": self.worker_name})
         try:
             self.loop(once=options.get("once", False))

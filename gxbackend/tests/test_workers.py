@@ -74,3 +74,23 @@ def test_its_http_port_answers_livez_readyz_and_metrics(settings):
         assert status == 200 and b"# TYPE" in body
     finally:
         worker.metrics_server.shutdown()
+
+
+def test_after_setup_the_start_up_heap_is_frozen_and_the_young_generation_enlarged():
+    import gc
+    import signal
+
+    from gxbackend.workers import GC_YOUNG_THRESHOLD
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    threshold = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        CountingWorker(work_items=1).handle(once=True, metrics_port=-1)
+        assert gc.get_freeze_count() > 10_000  # Django and everything imported at start-up
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
