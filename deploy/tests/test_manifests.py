@@ -48,7 +48,8 @@ def test_the_overlay_renders_every_resource_the_operator_needs(mainnet):
         ("Deployment", "svc-identity"), ("Deployment", "outbox-submitter"), ("Deployment", "projector"),
         ("Service", "svc-identity"), ("Service", "outbox-submitter-metrics"), ("Service", "projector-metrics"),
         ("HorizontalPodAutoscaler", "svc-identity"), ("PodDisruptionBudget", "svc-identity"),
-        ("Job", "gxbackend-migrate"), ("NetworkPolicy", "default-deny-all"),
+        ("Job", "gxbackend-migrate"), ("CronJob", "gxbackend-purge-idempotency-records"),
+        ("ServiceAccount", "gxbackend-maintenance"), ("NetworkPolicy", "default-deny-all"),
         ("ServiceMonitor", "svc-identity"), ("ServiceMonitor", "outbox-submitter"), ("ServiceMonitor", "projector"),
         ("PrometheusRule", "gxbackend"), ("ConfigMap", "gxbackend-grafana-dashboard"),
     ]:
@@ -256,6 +257,18 @@ def test_the_migration_job_runs_migrate(mainnet):
     job = by_kind(mainnet, "Job")["gxbackend-migrate"]
     assert pod_spec(job)["containers"][0]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert pod_spec(job)["restartPolicy"] == "Never"
+
+
+def test_idempotency_records_are_purged_daily_by_a_command_the_code_has(mainnet):
+    from django.core.management import get_commands
+
+    cron = by_kind(mainnet, "CronJob")["gxbackend-purge-idempotency-records"]
+    command = pod_spec(cron)["containers"][0]["command"]
+    assert command[:3] == ["python", "manage.py", "purge_idempotency_records"]
+    assert command[2] in get_commands()
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    minute, hour, *every_day = cron["spec"]["schedule"].split()
+    assert every_day == ["*", "*", "*"] and minute.isdigit() and hour.isdigit()
 
 
 def test_every_workload_runs_the_one_image(mainnet):
