@@ -49,7 +49,6 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 
 
-
 class WorkerCommand(BaseCommand):
     """Subclasses implement ``setup()``, ``run_unit()`` and optionally ``on_stop()`` and ``is_ready()``."""
 
