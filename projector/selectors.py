@@ -44,7 +44,7 @@ def projection_lag_check() -> CheckResult:
             notes.append(f"chain height is stale ({age:.0f}s old)")
     if checkpoint.error:
         notes.append(f"projector stuck at tx {checkpoint.error_tx_id or '?'}: {checkpoint.error[:300]}")
-    detail = (f"projection {lag} blocks behind chain height {checkpoint.chain_height} "
+    detail = (f"projection {lag} block{'' if lag == 1 else 's'} behind chain height {checkpoint.chain_height} "
               f"(threshold {threshold})")
     if notes:
         detail += "; " + "; ".join(notes)
