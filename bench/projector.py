@@ -45,7 +45,6 @@ from django.db import connection, transaction  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
 from fabric_client.events import ChaincodeEvent, ChaincodeEventBlock  # noqa: E402
-from fabric_client.gateway import ChainInfo  # noqa: E402
 
 TARGET_RATIO = 0.5
 TARGET_RATE = 20_000.0
@@ -99,33 +98,9 @@ def make_users(count: int) -> list[uuid.UUID]:
     return ids
 
 
-class ScriptedStream:
-    def __init__(self, blocks: list[ChaincodeEventBlock]) -> None:
-        self.blocks = blocks
-
-    def __iter__(self):
-        return iter(self.blocks)
-
-    def close(self) -> None:
-        pass
-
-
-class ScriptedNetwork:
-    """The chain as the gateway serves it: the blocks from the checkpoint on, and the height."""
-
-    def __init__(self, blocks: list[ChaincodeEventBlock]) -> None:
-        self.blocks = blocks
-
-    def chaincode_event_blocks(self, chaincode: str, *, checkpoint=None, start_block=None) -> ScriptedStream:
-        start = checkpoint.block_number if checkpoint else (start_block or 0)
-        return ScriptedStream([b for b in self.blocks if b.block_number >= start])
-
-    def chain_info(self, timeout=None) -> ChainInfo:
-        return ChainInfo(self.blocks[-1].block_number + 1, b"", b"")
-
-
 def run_projection(blocks: list[ChaincodeEventBlock]) -> float:
     from gxbackend.workers import settle_heap
+    from projector.testing import ScriptedNetwork
     from projector.worker import Projector
 
     # As run_projector does after its setup. It also takes the in-memory chain out of the collector's walks,

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from fabric_client.events import ChaincodeEvent, ChaincodeEventBlock
+from projector.testing import ScriptedNetwork  # noqa: F401 - for the tests: from conftest import ScriptedNetwork
 
 _tx_counter = itertools.count()
 

@@ -5,41 +5,12 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from fabric_client.gateway import ChainInfo
 from projector.models import Checkpoint, Wallet
 from projector.services import CHECKPOINT_NAME
-from projector.tests.conftest import block, event, user_created
+from projector.tests.conftest import ScriptedNetwork, block, event, user_created
 from projector.worker import Projector
 
 pytestmark = pytest.mark.django_db
-
-
-class ScriptedStream:
-    def __init__(self, blocks):
-        self.blocks = blocks
-
-    def __iter__(self):
-        return iter(self.blocks)
-
-    def close(self):
-        pass
-
-
-class ScriptedNetwork:
-    """Serves hand-made blocks from the checkpoint on, like the gateway (skipping through its tx id)."""
-
-    def __init__(self, blocks, height):
-        self.blocks = blocks
-        self.height = height
-        self.opened = 0
-
-    def chaincode_event_blocks(self, chaincode, *, checkpoint=None, start_block=None):
-        self.opened += 1
-        start = checkpoint.block_number if checkpoint else (start_block or 0)
-        return ScriptedStream([b for b in self.blocks if b.block_number >= start])
-
-    def chain_info(self, timeout=None):
-        return ChainInfo(self.height, b"", b"")
 
 
 def run_steps(worker: Projector, n: int) -> None:

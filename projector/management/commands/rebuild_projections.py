@@ -1,11 +1,12 @@
 """``manage.py rebuild_projections``: rebuild every read model from block 0 through the incremental path.
 
-Resets the read models and the checkpoint in one transaction, then applies the chain block by block with
-:func:`projector.services.apply_block` (the very function ``run_projector`` uses, so the result is the
-incremental result), printing a progress line (blocks, events/s, ETA) about once a second. It stops at the
-chain height read at the start, or when no further event arrives for ``--idle-timeout`` seconds (the last
-blocks carried no events). Each block commits with its checkpoint, so an interrupted rebuild is resumed by
-``run_projector``. It refuses to run while a projector holds the leader lock: stop the projector first.
+Resets the read models and the checkpoint in one transaction, then applies the chain as ``run_projector``
+catches up: blocks are folded ahead on the stream's thread and the ones already queued are applied together
+with :func:`projector.services.apply_blocks` (one transaction each, the very function the worker uses, so the
+result is the incremental result), printing a progress line (blocks, events/s, ETA) about once a second. It
+stops at the chain height read at the start, or when no further event arrives for ``--idle-timeout`` seconds
+(the last blocks carried no events). Each batch commits with its checkpoint, so an interrupted rebuild is
+resumed by ``run_projector``. It refuses to run while a projector holds the leader lock: stop it first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from projector.leader import LeaderLock
 from projector.management.commands.run_projector import network_from_settings
-from projector.services import CHECKPOINT_NAME, apply_block, reset_projections, store_chain_height
+from projector.services import CHECKPOINT_NAME, apply_blocks, reset_projections, store_chain_height
 from projector.worker import StreamReader
 
 
@@ -43,26 +44,33 @@ class Command(BaseCommand):
         height = network.chain_info(timeout=settings.FABRIC_EVALUATE_TIMEOUT).height
         last_block = height - 1
         reset_projections()
-        reader = StreamReader(network.chaincode_event_blocks(settings.FABRIC_CHAINCODE, start_block=0))
+        reader = StreamReader(network.chaincode_event_blocks(settings.FABRIC_CHAINCODE, start_block=0),
+                              prepare=True)
         started = last_print = time.monotonic()
         events = blocks = 0
         block_number = -1
         try:
             while block_number < last_block:
-                item = reader.get(idle_timeout)
+                item = reader.get_batch(idle_timeout)
                 if item is None:
                     break
                 if isinstance(item, Exception):
                     raise CommandError(f"event stream failed at block {block_number + 1}: {item} "
                                        "(the checkpoint is consistent: run_projector continues from it)")
-                if not hasattr(item, "block_number"):
+                if not isinstance(item, list):  # the stream ended
                     break
-                result = apply_block(item)
-                if result.malformed is not None:
-                    raise CommandError(f"stopped: {result.malformed} (see manage.py projector_status)")
-                block_number = item.block_number
-                blocks += 1
-                events += len(item.events)
+                # Blocks after the height read at the start are left to run_projector.
+                batch = [block for block in item if block.block_number <= last_block]
+                if not batch:
+                    break
+                results = apply_blocks(batch)
+                if results[-1].malformed is not None:
+                    raise CommandError(f"stopped: {results[-1].malformed} (see manage.py projector_status)")
+                block_number = batch[-1].block_number
+                blocks += len(batch)
+                events += sum(len(block.events) for block in batch)
+                if len(batch) < len(item):
+                    break
                 now = time.monotonic()
                 if now - last_print >= 1.0:
                     last_print = now
