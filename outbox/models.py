@@ -78,6 +78,13 @@ class OutboxCommand(models.Model):
                 name="outbox_unfinished_agg_idx",
                 condition=models.Q(status__in=["PENDING", "SUBMITTED"]),
             ),
+            # A sender's transfers committed from a block on (the ones the projector may not have applied yet):
+            # projector.transfers.held_by_transfers_in_flight, on every transfer request.
+            models.Index(
+                fields=["aggregate_id", "block_number"],
+                name="outbox_committed_transfer_idx",
+                condition=models.Q(status="COMMITTED", command_type="TRANSFER"),
+            ),
             # outbox_status and the outbox_dead_letters gauge: the dead letters, newest first.
             models.Index(
                 fields=["-updated_at"],

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from gxbackend.exceptions import Conflict, Forbidden, NotFound, Unprocessable, ValidationFailed
 from identity.models import ProfileStatus, User, UserProfile
-from outbox.models import UNFINISHED, CommandType, OutboxCommand
+from outbox.models import UNFINISHED, CommandStatus, CommandType, OutboxCommand
 from outbox.services import outbox_enqueue
-from projector.models import Wallet
+from projector.models import Checkpoint, Wallet
 from projector.selectors import QIRAT_PER_GX, gx
+from projector.services import CHECKPOINT_NAME
 
 logger = logging.getLogger("gx.money")
 
@@ -168,6 +170,26 @@ def _quote_fee(sender: UserProfile, recipient_onchain_id: str, amount_qirat: int
     return transfer_fee_qirat(amount_qirat=amount_qirat, cross_border=cross)
 
 
+def held_by_transfers_in_flight(sender: UserProfile) -> tuple[int, int]:
+    """``(qirat, count)`` of the sender's transfers the projected balance does not show yet, each holding its
+    amount + fee: queued or on their way (PENDING, SUBMITTED), or committed in a block the projector has not
+    applied yet (at or after its checkpoint). Failed ones hold nothing; a projector behind makes this larger,
+    never smaller (incoming transfers it has not applied are not counted either)."""
+    projected_until = Checkpoint.objects.filter(name=CHECKPOINT_NAME).values_list("block_number", flat=True).first()
+    rows = OutboxCommand.objects.filter(aggregate_id=sender.onchain_user_id, command_type=CommandType.TRANSFER) \
+        .filter(Q(status__in=UNFINISHED)
+                | Q(status=CommandStatus.COMMITTED, block_number__gte=projected_until or 0)) \
+        .values_list("payload", "result")
+    held = 0
+    for payload, result in rows:
+        amount = int(payload["amount_qirat"])
+        if isinstance(result, dict) and "fee" in result:  # committed: the fee the chaincode took
+            held += amount + int(result["fee"])
+        else:
+            held += amount + _quote_fee(sender, payload["to_user_id"], amount)
+    return held, len(rows)
+
+
 def transfer_request(
     *,
     sender: User,
@@ -184,8 +206,9 @@ def transfer_request(
     Then, in the chaincode's order: the sender is ACTIVE with a wallet (403 ``no_wallet`` without a profile,
     409 ``sender_not_active`` before the chain knows them), the recipient exists (404 ``recipient_not_found``),
     is not the sender (400 ``self_transfer``), neither wallet is frozen (409 ``wallet_frozen``), the recipient
-    is ACTIVE (409 ``recipient_not_active``), and amount + fee ≤ the projected balance (409
-    ``insufficient_funds``, the fee stated). Exactly one of ``to_user_id`` / ``to_email``.
+    is ACTIVE (409 ``recipient_not_active``), and amount + fee ≤ the projected balance minus what the sender's
+    transfers still in flight hold (409 ``insufficient_funds``, the fee and the held amount stated). Exactly one
+    of ``to_user_id`` / ``to_email``.
     """
     if (to_user_id is None) == (to_email is None):
         raise ValidationFailed("Give exactly one of to_user_id and to_email.",
@@ -216,31 +239,39 @@ def transfer_request(
     if recipient.status != ProfileStatus.ACTIVE:
         raise Conflict("The recipient has no active wallet yet.", code="recipient_not_active")
 
-    wallet = Wallet.objects.filter(user_id=sender.pk).first()
-    if wallet is None:  # ACTIVE without a wallet cannot happen (one transaction in the projector); be safe
-        raise Conflict("Your wallet is not on chain yet.", code="sender_not_active")
-    if wallet.frozen:
-        raise Conflict("Your wallet is frozen; transfers from it are refused.", code="wallet_frozen")
     cross_border = recipient.nationality != sender_profile.nationality
     fee = transfer_fee_qirat(amount_qirat=amount_qirat, cross_border=cross_border)
-    if amount_qirat + fee > wallet.balance_qirat:
-        rate = "0.15 % cross-border" if cross_border else f"{fee * 10_000 // amount_qirat / 100:g} %"
-        raise Conflict(
-            f"Insufficient funds: amount {gx(amount_qirat)} GX + fee {gx(fee)} GX ({fee} qirat, {rate}) = "
-            f"{gx(amount_qirat + fee)} GX exceeds your balance of {gx(wallet.balance_qirat)} GX.",
-            code="insufficient_funds",
-        )
-
     payload = {"from_user_id": sender_profile.onchain_user_id, "to_user_id": recipient.onchain_user_id,
                "amount_qirat": str(amount_qirat), "tx_type": "", "remark": remark}
-    try:
-        with transaction.atomic():
-            command = outbox_enqueue(command_type=CommandType.TRANSFER, aggregate_id=sender_profile.onchain_user_id,
-                                     payload=payload, idempotency_key=key, request_id=request_id,
-                                     requested_by=sender)
-    except IntegrityError as exc:  # the same sender's same key, committed meanwhile by a concurrent request
-        raise Conflict("A transfer with this Idempotency-Key is being processed; retry later.",
-                       code="idempotency_request_in_flight") from exc
+    with transaction.atomic():
+        # The wallet row is locked until this request commits, so one sender's transfers are checked one after
+        # the other and each sees what the ones before it hold (the projector waits the few ms as well).
+        wallet = Wallet.objects.select_for_update().filter(user_id=sender.pk).first()
+        if wallet is None:  # ACTIVE without a wallet cannot happen (one transaction in the projector); be safe
+            raise Conflict("Your wallet is not on chain yet.", code="sender_not_active")
+        if wallet.frozen:
+            raise Conflict("Your wallet is frozen; transfers from it are refused.", code="wallet_frozen")
+        held, holding = held_by_transfers_in_flight(sender_profile)
+        available = wallet.balance_qirat - held
+        if amount_qirat + fee > available:
+            rate = "0.15 % cross-border" if cross_border else f"{fee * 10_000 // amount_qirat / 100:g} %"
+            what = (f"your balance of {gx(wallet.balance_qirat)} GX" if not holding else
+                    f"your available {gx(available)} GX (balance {gx(wallet.balance_qirat)} GX, of which "
+                    f"{gx(held)} GX is held by {holding} transfer{'s' if holding > 1 else ''} on "
+                    f"{'their' if holding > 1 else 'its'} way to the chain)")
+            raise Conflict(
+                f"Insufficient funds: amount {gx(amount_qirat)} GX + fee {gx(fee)} GX ({fee} qirat, {rate}) = "
+                f"{gx(amount_qirat + fee)} GX exceeds {what}.",
+                code="insufficient_funds",
+            )
+        try:
+            with transaction.atomic():
+                command = outbox_enqueue(command_type=CommandType.TRANSFER,
+                                         aggregate_id=sender_profile.onchain_user_id, payload=payload,
+                                         idempotency_key=key, request_id=request_id, requested_by=sender)
+        except IntegrityError as exc:  # the same sender's same key, committed meanwhile by a concurrent request
+            raise Conflict("A transfer with this Idempotency-Key is being processed; retry later.",
+                           code="idempotency_request_in_flight") from exc
     logger.info("transfer enqueued", extra={"command_id": str(command.command_id), "from_user_id": payload[
         "from_user_id"], "to_user_id": payload["to_user_id"], "amount_qirat": payload["amount_qirat"],
         "fee_qirat": str(fee)})

@@ -8,6 +8,8 @@ send); a profile not yet ACTIVE on chain → 409 ``sender_not_active`` and a FRO
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 
 import pytest
@@ -15,8 +17,9 @@ import pytest
 from gxbackend.models import IdempotencyRecord
 from identity.models import ProfileStatus, UserProfile
 from identity.tokens import tokens_for
-from outbox.models import CommandType, OutboxCommand
-from projector.models import Wallet
+from outbox.models import CommandStatus, CommandType, OutboxCommand
+from projector.models import Checkpoint, Wallet
+from projector.services import CHECKPOINT_NAME
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/transfers"
@@ -124,6 +127,77 @@ def test_insufficient_funds_states_the_cross_border_fee(wallet_user, post):
     assert error["code"] == "insufficient_funds"
     assert "fee 0.001500 GX (1500 qirat, 0.15 % cross-border)" in error["message"]
     assert not transfers()
+
+
+# --- funds held by transfers in flight ----------------------------------------------------------------------
+def test_transfers_in_flight_hold_their_amount_and_fee(wallet_user, post):
+    sender, recipient = wallet_user(10 * GX), wallet_user()
+    assert post(sender, {"to_user_id": str(recipient.pk), "amount": "6"}).status_code == 202  # + 0.003 fee
+    second = post(sender, {"to_user_id": str(recipient.pk), "amount": "4"})  # 4.002 > 10 - 6.003
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "insufficient_funds"
+    assert ("exceeds your available 3.997000 GX (balance 10.000000 GX, of which 6.003000 GX is held by 1 "
+            "transfer on its way to the chain)") in second.json()["error"]["message"]
+    assert post(sender, {"to_user_id": str(recipient.pk), "amount": "3.99"}).status_code == 202  # 3.991995
+    assert len(transfers()) == 2
+
+
+def test_failed_transfers_hold_nothing_and_committed_ones_hold_until_projected(wallet_user, post):
+    sender, recipient = wallet_user(10 * GX), wallet_user()
+    body = {"to_user_id": str(recipient.pk), "amount": "6"}
+    assert post(sender, body).status_code == 202
+    OutboxCommand.objects.update(status=CommandStatus.FAILED)
+    assert post(sender, body).status_code == 202  # the failed one held nothing
+    # The second one committed in block 7; the projector has applied blocks up to 5 only.
+    OutboxCommand.objects.filter(status=CommandStatus.PENDING).update(
+        status=CommandStatus.COMMITTED, block_number=7, result={"fee": "3000"})
+    Checkpoint.objects.update_or_create(name=CHECKPOINT_NAME, defaults={"block_number": 6})
+    assert post(sender, {"to_user_id": str(recipient.pk), "amount": "3.99"}).status_code == 202
+    assert post(sender, {"to_user_id": str(recipient.pk), "amount": "0.01"}).status_code == 409
+    # The projector applies block 7: the balance shows the transfer, which holds nothing any more.
+    Checkpoint.objects.filter(name=CHECKPOINT_NAME).update(block_number=8)
+    Wallet.objects.filter(user=sender).update(balance_qirat=10 * GX - 6_003_000)
+    held = post(sender, {"to_user_id": str(recipient.pk), "amount": "0.01"})
+    assert held.status_code == 409  # the 3.99 GX transfer, still pending, holds 3.991995 of 3.997
+    assert "held by 1 transfer on its way" in held.json()["error"]["message"]
+    assert post(sender, {"to_user_id": str(recipient.pk), "amount": "0.005"}).status_code == 202
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_transfers_at_once_cannot_spend_the_same_funds(wallet_user, monkeypatch):
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    from projector import transfers as money
+
+    sender, recipient = wallet_user(10 * GX), wallet_user()
+    checked = money.held_by_transfers_in_flight
+
+    def slow_check(profile):  # both requests are inside their check at once
+        result = checked(profile)
+        time.sleep(0.3)
+        return result
+
+    monkeypatch.setattr(money, "held_by_transfers_in_flight", slow_check)
+    token = tokens_for(sender)["access"]
+    start, statuses = threading.Barrier(2), []
+
+    def send():
+        try:
+            start.wait()
+            response = APIClient().post(URL, {"to_user_id": str(recipient.pk), "amount": "6"}, format="json",
+                                        HTTP_AUTHORIZATION=f"Bearer {token}")
+            statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [202, 409]
+    assert len(transfers()) == 1
 
 
 # --- bad input ----------------------------------------------------------------------------------------------
