@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from gxbackend.exceptions import NotFound
 from gxbackend.idempotency import idempotent
 from gxbackend.schema import ERROR_RESPONSE, IDEMPOTENCY_KEY
+from identity.models import UserProfile
 from identity.serializers import StrictInputSerializer
 from projector import transfers
 from projector.models import Transaction, TransactionKind, Wallet
@@ -36,19 +37,42 @@ def _visible_user(request: Request, user_id: uuid.UUID) -> uuid.UUID:
 
 
 class WalletOutputSerializer(serializers.ModelSerializer):
+    """The projected wallet; ``held``: what the owner's transfers in flight hold (``context["held_qirat"]``)."""
+
     user_id = serializers.UUIDField()
     balance_qirat = serializers.SerializerMethodField(help_text="Balance in qirat (1 GX = 1,000,000 qirat).")
     balance = serializers.SerializerMethodField(help_text="Balance in GX, six decimal places.")
+    held_qirat = serializers.SerializerMethodField(
+        help_text="Amount + fee of this user's transfers not in the balance yet (queued, on their way, or "
+                  "committed in a block not projected yet), in qirat.")
+    held = serializers.SerializerMethodField(help_text="held_qirat in GX.")
+    available_qirat = serializers.SerializerMethodField(
+        help_text="What a new transfer may spend, amount + fee: balance - held, in qirat (may be negative while "
+                  "an incoming transfer is not projected yet).")
+    available = serializers.SerializerMethodField(help_text="available_qirat in GX.")
 
     class Meta:
         model = Wallet
-        fields = ("user_id", "balance_qirat", "balance", "frozen", "frozen_reason", "created_at", "updated_at")
+        fields = ("user_id", "balance_qirat", "balance", "held_qirat", "held", "available_qirat", "available",
+                  "frozen", "frozen_reason", "created_at", "updated_at")
 
     def get_balance_qirat(self, wallet: Wallet) -> str:
         return str(wallet.balance_qirat)
 
     def get_balance(self, wallet: Wallet) -> str:
         return gx(wallet.balance_qirat)
+
+    def get_held_qirat(self, wallet: Wallet) -> str:
+        return str(self.context["held_qirat"])
+
+    def get_held(self, wallet: Wallet) -> str:
+        return gx(self.context["held_qirat"])
+
+    def get_available_qirat(self, wallet: Wallet) -> str:
+        return str(wallet.balance_qirat - self.context["held_qirat"])
+
+    def get_available(self, wallet: Wallet) -> str:
+        return gx(wallet.balance_qirat - self.context["held_qirat"])
 
 
 class TransactionOutputSerializer(serializers.ModelSerializer):
@@ -95,7 +119,9 @@ class WalletApi(APIView):
                               404: ERROR_RESPONSE}, tags=["wallets"])
     def get(self, request: Request, user_id: uuid.UUID) -> Response:
         wallet = wallet_for_user(user_id=_visible_user(request, user_id))
-        return Response(WalletOutputSerializer(wallet).data)
+        profile = UserProfile.objects.filter(user_id=wallet.user_id).first()
+        held = transfers.held_by_transfers_in_flight(profile)[0] if profile is not None else 0
+        return Response(WalletOutputSerializer(wallet, context={"held_qirat": held}).data)
 
 
 class TransactionListApi(ListAPIView):

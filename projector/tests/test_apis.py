@@ -26,7 +26,19 @@ def test_the_owner_sees_the_wallet_in_qirat_and_gx(api_client, funded):
     api_client.force_authenticate(alice)
     body = api_client.get(f"/api/v1/users/{alice.pk}/wallet").json()
     assert body["balance_qirat"] == "474987500" and body["balance"] == "474.987500"
+    assert (body["held_qirat"], body["available_qirat"], body["available"]) == ("0", "474987500", "474.987500")
     assert body["frozen"] is False
+
+
+def test_the_wallet_shows_what_transfers_in_flight_hold(api_client, funded):
+    alice, bob = funded
+    api_client.force_authenticate(alice)
+    sent = api_client.post("/api/v1/transfers", {"to_user_id": str(bob.pk), "amount": "10"}, format="json")
+    assert sent.status_code == 202, sent.json()
+    body = api_client.get(f"/api/v1/users/{alice.pk}/wallet").json()
+    assert body["balance_qirat"] == "474987500"  # the chain has not moved it yet
+    assert (body["held_qirat"], body["held"]) == ("10005000", "10.005000")  # 10 GX + 5 bps
+    assert (body["available_qirat"], body["available"]) == ("464982500", "464.982500")
 
 
 def test_another_user_gets_404_and_staff_sees_it(api_client, funded, make_user):
