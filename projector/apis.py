@@ -47,8 +47,7 @@ class WalletOutputSerializer(serializers.ModelSerializer):
                   "committed in a block not projected yet), in qirat.")
     held = serializers.SerializerMethodField(help_text="held_qirat in GX.")
     available_qirat = serializers.SerializerMethodField(
-        help_text="What a new transfer may spend, amount + fee: balance - held, in qirat (may be negative while "
-                  "an incoming transfer is not projected yet).")
+        help_text="What a new transfer may spend, amount + fee: balance - held, in qirat.")
     available = serializers.SerializerMethodField(help_text="available_qirat in GX.")
 
     class Meta:
