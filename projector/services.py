@@ -60,10 +60,14 @@ class ApplyResult:
 
 
 def lag_blocks(*, height: int | None, block_number: int) -> int | None:
-    """Blocks the read models are behind the chain tip; ``None`` when the height is unknown."""
+    """Blocks the read models are behind the chain tip; ``None`` when the height is unknown.
+
+    ``block_number`` is the checkpoint's next block to read. Block 0 (the channel's genesis configuration block)
+    never carries chaincode events, so a fresh chain of height 1 is not behind.
+    """
     if height is None:
         return None
-    return max(0, height - block_number)
+    return max(0, height - max(block_number, 1))
 
 
 def get_checkpoint(name: str = CHECKPOINT_NAME) -> Checkpoint:

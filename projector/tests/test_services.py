@@ -6,7 +6,7 @@ import pytest
 
 from identity.models import ProfileStatus, UserProfile
 from projector.models import Checkpoint, Transaction, Wallet
-from projector.services import CHECKPOINT_NAME, apply_block, reset_projections
+from projector.services import CHECKPOINT_NAME, apply_block, lag_blocks, reset_projections
 from projector.tests.conftest import block, event, frozen, transfer, unfrozen, user_created
 
 pytestmark = pytest.mark.django_db
@@ -158,3 +158,15 @@ def test_reset_rewinds_the_checkpoint_and_empties_the_read_models(make_user):
     apply_block(block(1, user_created(alice.pk.hex)))
     # Replaying gives the block the same time it had: a rebuild equals the incremental projection.
     assert UserProfile.objects.get(pk=alice.pk).onchain_registered_at == registered
+
+
+@pytest.mark.parametrize("height,next_block,lag", [
+    (None, 0, None),  # height not polled yet
+    (1, 0, 0),  # a fresh chain: only the genesis configuration block, which never carries events
+    (5, 0, 4),  # blocks 1-4 not read yet
+    (40, 2, 38),
+    (7, 7, 0),
+    (7, 9, 0),  # height read before the last blocks were applied
+])
+def test_lag_counts_the_blocks_after_the_checkpoint_but_never_the_genesis_block(height, next_block, lag):
+    assert lag_blocks(height=height, block_number=next_block) == lag
