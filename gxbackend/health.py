@@ -1,10 +1,12 @@
-"""Liveness, startup and readiness (DESIGN.md §5).
+"""Liveness, startup and readiness (docs/DESIGN.md §5).
 
 - ``/livez``: the process answers; no dependency is checked, so a database outage never restarts pods.
 - ``/health``: start-up check: the app registry is loaded.
-- ``/readyz``: the database (and Redis, when configured) answer, plus every check registered with
-  :func:`register_readiness_check` (the projector registers projection lag, measured in blocks). 503 names
-  each failing check.
+- ``/readyz``: gates only on what this pod needs to serve: the database and Redis (when configured). Checks
+  registered with :func:`register_readiness_check` are reported in the body too; one that does not *gate*
+  (the projector's projection lag, unless ``READYZ_FAIL_ON_PROJECTION_LAG`` is on) never makes the answer 503:
+  its failure is listed under ``warnings``. Login, registration and profile reads need no projection, so a
+  stuck projector must not take every API pod out of the Service. 503 names each failing gating check.
 """
 
 from __future__ import annotations
@@ -29,12 +31,28 @@ class CheckResult:
 
 
 ReadinessCheck = Callable[[], CheckResult]
-_checks: dict[str, ReadinessCheck] = {}
 
 
-def register_readiness_check(name: str, check: ReadinessCheck) -> None:
-    """Adds a named check to ``/readyz`` (called from an app's ``ready()``)."""
-    _checks[name] = check
+@dataclass(frozen=True)
+class _Registered:
+    check: ReadinessCheck
+    gates: Callable[[], bool]
+
+
+_checks: dict[str, _Registered] = {}
+
+
+def _always() -> bool:
+    return True
+
+
+def register_readiness_check(name: str, check: ReadinessCheck, *, gates: Callable[[], bool] = _always) -> None:
+    """Adds a named check to ``/readyz`` (called from an app's ``ready()``).
+
+    ``gates`` is asked at each probe (so a setting can change it): when it answers False, a failure of the
+    check is reported in the body but leaves the pod ready.
+    """
+    _checks[name] = _Registered(check, gates)
 
 
 def check_database() -> CheckResult:
@@ -59,16 +77,18 @@ def check_cache() -> CheckResult:
     return CheckResult(True)
 
 
-def run_readiness_checks() -> dict[str, CheckResult]:
-    results = {"database": check_database()}
+def run_readiness_checks() -> dict[str, tuple[CheckResult, bool]]:
+    """Every check's result and whether it gates readiness, by name."""
+    results = {"database": (check_database(), True)}
     if settings.REDIS_URL:
-        results["cache"] = check_cache()
-    for name, check in _checks.items():
+        results["cache"] = (check_cache(), True)
+    for name, registered in _checks.items():
         try:
-            results[name] = check()
+            result = registered.check()
         except Exception as exc:
             logger.exception("readiness check %s crashed", name)
-            results[name] = CheckResult(False, f"check failed: {type(exc).__name__}")
+            result = CheckResult(False, f"check failed: {type(exc).__name__}")
+        results[name] = (result, bool(registered.gates()))
     return results
 
 
@@ -84,12 +104,15 @@ def health(request: HttpRequest) -> JsonResponse:
 
 def readyz(request: HttpRequest) -> JsonResponse:
     results = run_readiness_checks()
-    ready = all(result.ok for result in results.values())
-    body = {
-        "status": "ready" if ready else "unavailable",
-        "checks": {name: {"ok": r.ok, **({"detail": r.detail} if r.detail else {})} for name, r in results.items()},
+    failed = [(name, r) for name, (r, gates) in results.items() if gates and not r.ok]
+    warnings = [(name, r) for name, (r, gates) in results.items() if not gates and not r.ok]
+    body: dict[str, object] = {
+        "status": "unavailable" if failed else "ready",
+        "checks": {name: {"ok": r.ok, "gates_readiness": gates, **({"detail": r.detail} if r.detail else {})}
+                   for name, (r, gates) in results.items()},
     }
-    if not ready:
-        failed = ", ".join(f"{name} ({r.detail})" for name, r in results.items() if not r.ok)
-        body["message"] = f"not ready: {failed}"
-    return JsonResponse(body, status=200 if ready else 503)
+    if warnings:
+        body["warnings"] = [f"{name} ({r.detail})" for name, r in warnings]
+    if failed:
+        body["message"] = "not ready: " + ", ".join(f"{name} ({r.detail})" for name, r in failed)
+    return JsonResponse(body, status=503 if failed else 200)

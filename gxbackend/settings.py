@@ -263,6 +263,10 @@ PROJECTOR_METRICS_PORT = env_int("PROJECTOR_METRICS_PORT", 9091, minimum=0, maxi
 WORKER_METRICS_HOST = env_str("WORKER_METRICS_HOST", "0.0.0.0")  # noqa: S104 - pods are scraped from outside
 WORKER_HEARTBEAT_TIMEOUT = env_float("WORKER_HEARTBEAT_TIMEOUT", 60.0, minimum=1.0)
 PROJECTION_LAG_THRESHOLD_BLOCKS = env_int("PROJECTION_LAG_THRESHOLD_BLOCKS", 100, minimum=0)
+# Opt-in: the API's /readyz answers 503 while the lag exceeds the threshold. Off by default, since a stuck
+# projector would then take every API pod out of the Service although login, registration and profile reads
+# need no projection; the lag is in the /readyz body, in projector_lag_blocks and in the GxProjectorLag alert.
+READYZ_FAIL_ON_PROJECTION_LAG = env_bool("READYZ_FAIL_ON_PROJECTION_LAG", False)
 # Projector knobs (projector/worker.py): chain-height poll, retry backoff after a failure, standby lock poll,
 # and the age after which /readyz calls the stored chain height stale (still used, flagged in the message).
 PROJECTOR_HEIGHT_POLL_SECONDS = env_float("PROJECTOR_HEIGHT_POLL_SECONDS", 5.0, minimum=0.05)

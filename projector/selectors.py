@@ -1,4 +1,4 @@
-"""Reads of the projector's state and read models (STYLE.md convention 6)."""
+"""Reads of the projector's state and read models (docs/STYLE.md convention 6)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def gx(qirat: int) -> str:
 
 
 def projection_lag_check() -> CheckResult:
-    """The API's /readyz check: projection lag in **blocks**, from the height the projector stored.
+    """The API's /readyz report of projection lag in **blocks**, from the height the projector stored; not ok
+    above ``PROJECTION_LAG_THRESHOLD_BLOCKS``. It fails readiness only with ``READYZ_FAIL_ON_PROJECTION_LAG``
+    (projector/apps.py); otherwise it is a warning in the body.
 
     No Fabric call per probe. An idle chain has lag 0 and stays ready. A stored height older than
     ``PROJECTOR_HEIGHT_STALE_SECONDS`` (projector down or Fabric unreachable) is still compared, as a lower

@@ -123,6 +123,14 @@ def test_probes_use_the_processes_health_paths(mainnet):
         assert container["startupProbe"]["httpGet"]["path"] == "/health"
 
 
+def test_the_api_readiness_probe_does_not_gate_on_projection_lag(mainnet):
+    """A stuck projector must not take every API pod out of the Service: failing /readyz on lag is opt-in."""
+    from gxbackend.env import _FALSE
+
+    config = by_kind(mainnet, "ConfigMap")["backend-config"]["data"]
+    assert config["READYZ_FAIL_ON_PROJECTION_LAG"].strip().lower() in _FALSE
+
+
 def _port_number(container: dict[str, Any], port: int | str) -> int:
     if isinstance(port, int):
         return port

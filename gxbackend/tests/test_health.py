@@ -1,4 +1,4 @@
-"""/livez, /health and /readyz as DESIGN.md §5 defines them."""
+"""/livez, /health and /readyz as docs/DESIGN.md §5 defines them."""
 
 import json
 import subprocess
@@ -28,16 +28,29 @@ def test_readyz_is_200_when_database_and_cache_answer(api_client, settings):
     assert body["checks"]["cache"]["ok"] is True  # tests run with REDIS_URL set
 
 
-def test_a_failing_registered_check_makes_readyz_503_naming_it(api_client, monkeypatch):
+def test_a_failing_gating_check_makes_readyz_503_naming_it(api_client, monkeypatch):
     from gxbackend import health
 
     monkeypatch.setattr(health, "_checks", dict(health._checks))
-    register_readiness_check("projection_lag", lambda: CheckResult(False, "projector is 250 blocks behind"))
+    register_readiness_check("search_index", lambda: CheckResult(False, "index unreachable"))
     response = api_client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
-    assert body["checks"]["projection_lag"] == {"ok": False, "detail": "projector is 250 blocks behind"}
-    assert "projection_lag" in body["message"]
+    assert body["checks"]["search_index"] == {"ok": False, "gates_readiness": True, "detail": "index unreachable"}
+    assert "search_index" in body["message"]
+
+
+def test_a_failing_check_that_does_not_gate_is_a_warning_and_the_pod_stays_ready(api_client, monkeypatch):
+    from gxbackend import health
+
+    monkeypatch.setattr(health, "_checks", dict(health._checks))
+    register_readiness_check("search_index", lambda: CheckResult(False, "index unreachable"), gates=lambda: False)
+    response = api_client.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready" and "message" not in body
+    assert body["checks"]["search_index"] == {"ok": False, "gates_readiness": False, "detail": "index unreachable"}
+    assert body["warnings"] == ["search_index (index unreachable)"]
 
 
 def probe_in_process(base_env: dict[str, str], env_changes: dict[str, str]) -> dict[str, tuple[int, dict]]:

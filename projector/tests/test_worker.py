@@ -1,10 +1,12 @@
-"""The projector loop with a scripted chain: a malformed event blocks progress visibly and /readyz says so."""
+"""The projector loop with a scripted chain: a malformed event blocks progress visibly and /readyz says so
+without taking the API out of service."""
 
 from __future__ import annotations
 
 import pytest
 from django.core.management import call_command
 
+from identity.tests.conftest import PASSWORD, register_body
 from projector.models import Checkpoint, Wallet
 from projector.services import CHECKPOINT_NAME
 from projector.tests.conftest import ScriptedNetwork, block, event, user_created
@@ -20,7 +22,8 @@ def run_steps(worker: Projector, n: int) -> None:
         worker.next_height_poll = 0.0
 
 
-def test_a_malformed_event_stops_progress_and_readyz_fails_saying_why(make_user, settings, api_client, capsys):
+def test_a_malformed_event_stops_progress_and_readyz_names_the_lag_while_the_api_keeps_serving(
+        make_user, settings, api_client, capsys):
     settings.PROJECTION_LAG_THRESHOLD_BLOCKS = 3
     alice, bob = make_user(), make_user()
     bad = event("UserCreated", {"v": 1, "userId": bob.pk.hex, "nationality": "NG"})  # no amounts
@@ -34,10 +37,33 @@ def test_a_malformed_event_stops_progress_and_readyz_fails_saying_why(make_user,
         assert checkpoint.error_tx_id == bad.transaction_id and "missing field 'genesisAmount'" in checkpoint.error
         assert worker.stuck and network.opened >= 3  # it retried (reopening from the checkpoint) and is still stuck
         assert not Wallet.objects.filter(pk=bob.pk).exists()
-        assert api_client.get("/readyz").status_code == 200  # 2 blocks behind: within the threshold
+        within = api_client.get("/readyz").json()
+        assert within["checks"]["projection_lag"]["ok"] is True and "warnings" not in within  # 2 blocks: within
 
-        network.height = 40  # the chain moves on, the projector cannot: lag grows
+        network.height = 40  # the chain moves on, the projector cannot: lag grows past the threshold
         run_steps(worker, 2)
+        response = api_client.get("/readyz")
+        # The pod stays in the Service: the lag is named in the body, not turned into an outage.
+        assert response.status_code == 200, response.json()
+        body = response.json()
+        assert body["status"] == "ready"
+        lag = body["checks"]["projection_lag"]
+        assert lag["ok"] is False and lag["gates_readiness"] is False
+        assert "projection 38 blocks behind chain height 40 (threshold 3)" in lag["detail"]
+        assert bad.transaction_id in lag["detail"]
+        assert any("projection 38 blocks behind" in warning for warning in body["warnings"])
+
+        # What needs no projection is served meanwhile: registration, login, profile reads.
+        registered = api_client.post("/api/v1/users", register_body(), format="json")
+        assert registered.status_code == 201, registered.json()
+        login = api_client.post("/api/v1/auth/login", {"email": registered.json()["email"], "password": PASSWORD},
+                                format="json")
+        assert login.status_code == 200, login.json()
+        me = api_client.get("/api/v1/users/me", HTTP_AUTHORIZATION=f"Bearer {login.json()['access']}")
+        assert me.status_code == 200 and me.json()["id"] == registered.json()["id"]
+
+        # Failing readiness on lag is an explicit opt-in.
+        settings.READYZ_FAIL_ON_PROJECTION_LAG = True
         response = api_client.get("/readyz")
         assert response.status_code == 503
         message = response.json()["message"]
