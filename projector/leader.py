@@ -61,19 +61,40 @@ class LeaderLock:
         return self.held
 
     def alive(self) -> bool:
-        """Whether the lock is still ours: its session must still answer."""
+        """Whether this process still holds the lock, proven by PostgreSQL: the session that took it must still
+        answer and list the lock as its own in ``pg_locks``. Asked on that very session, never on a new one: a
+        fresh session (after a reconnect) holds no lock, and answering "alive" from it would let two
+        projectors lead. On any doubt leadership is given up (the standby loop takes it again if it is free).
+        """
         if not self.supported:
             return True
         if not self.held:
             return False
+        conn = self._conn
+        if conn is None or conn.closed:
+            logger.warning("projector lock: lock session closed, giving up leadership")
+            self._drop()
+            return False
         try:
-            with self._connection().cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchone()
+            with conn.cursor() as cursor:
+                cursor.execute(self.OWN_LOCK_SQL, [(self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF])
+                holds = bool(cursor.fetchone()[0])
         except Exception:
             logger.warning("projector lock: lock session lost, giving up leadership")
             self._drop()
+            return False
+        if not holds:
+            logger.warning("projector lock: the lock session no longer holds the lock, giving up leadership")
+            self._drop()
         return self.held
+
+    # A bigint advisory key appears in pg_locks split into classid (high 32 bits) and objid (low 32 bits), with
+    # objsubid 1; pid = pg_backend_pid() makes it this session's lock, not anyone else's.
+    OWN_LOCK_SQL = (
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND pid = pg_backend_pid() AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1)"
+    )
 
     def held_by_someone(self) -> bool:
         """For status output: is some process (maybe this one) holding the lock right now?"""
