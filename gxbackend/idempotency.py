@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` for mutating endpoints (DESIGN.md §2), stored in PostgreSQL as :class:`IdempotencyRecord`.
+"""``Idempotency-Key`` for mutating endpoints (docs/DESIGN.md §2), stored in PostgreSQL as :class:`IdempotencyRecord`.
 
 Decorate a DRF view method with :func:`idempotent`. With the header present:
 
@@ -16,9 +16,9 @@ How a concurrent duplicate is recognised: the first request holds a transaction-
 lock on (scope, user, key) until it commits; a duplicate that cannot take the lock at once answers 409 instead
 of waiting. Once the first commits, its record is visible before the lock is released, so a later duplicate
 replays it. Only responses below 500 that the view returned are stored; an error raised by the view (a
-``DomainError``, a validation error) rolls the transaction back, record included, so the client may retry
-with the same key. On SQLite (development only) there are no advisory locks; its single writer serialises the
-duplicate, which then replays the stored response.
+``DomainError``, a validation error) or a 5xx response it returned rolls the transaction back, so no row
+commits without its record and the client may retry with the same key. On SQLite (development only) there
+are no advisory locks; its single writer serialises the duplicate, which then replays the stored response.
 """
 
 from __future__ import annotations
@@ -75,6 +75,14 @@ def _replay(record: IdempotencyRecord) -> Response:
     return response
 
 
+def _rolled_back_on_5xx(response: Response) -> Response:
+    """Marks the request's transaction for rollback when the view answered 5xx: a failed request leaves no
+    rows behind without their idempotency record, so the client may retry with the same key."""
+    if response.status_code >= 500:
+        transaction.set_rollback(True)
+    return response
+
+
 def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
     """Decorator for a DRF view method (``post``) making it honour ``Idempotency-Key`` as described above."""
 
@@ -83,6 +91,8 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
         key = request.headers.get(HEADER)
         request.idempotency_key = key
         if key is None:
+            # No record to keep consistent, and the services run their own transactions (registration hashes
+            # the password outside one on purpose).
             return view_method(view, request, *args, **kwargs)
         if not _VALID_KEY.match(key):
             raise ValidationFailed(
@@ -109,7 +119,7 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
 
             response = view_method(view, request, *args, **kwargs)
             if response.status_code >= 500:
-                return response
+                return _rolled_back_on_5xx(response)
             try:
                 with transaction.atomic():
                     IdempotencyRecord.objects.create(

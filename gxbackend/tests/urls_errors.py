@@ -8,6 +8,8 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from gxbackend.exceptions import Conflict
+from gxbackend.idempotency import idempotent
+from identity.models import User
 
 
 class _Input(serializers.Serializer):
@@ -57,6 +59,17 @@ class ThrottledView(APIView):
         return Response({"ok": True})
 
 
+class WritesThenAnswers503View(APIView):
+    """Writes a row, then answers 503 as a view does when a dependency it needs is down."""
+
+    permission_classes = [AllowAny]
+
+    @idempotent
+    def post(self, request):
+        User.objects.create_user(request.data["email"], None)
+        return Response({"error": {"code": "unavailable", "message": "try again"}}, status=503)
+
+
 class CrashView(APIView):
     permission_classes = [AllowAny]
 
@@ -72,6 +85,7 @@ urlpatterns = [
     path("t/conflict", ConflictView.as_view()),
     path("t/throttled", ThrottledView.as_view()),
     path("t/crash", CrashView.as_view()),
+    path("t/writes-then-503", WritesThenAnswers503View.as_view()),
     path("", include("gxbackend.urls")),
 ]
 handler404 = "gxbackend.exceptions.handler404"
