@@ -1,9 +1,10 @@
-"""KYC review in the Django admin (DESIGN.md §2, flow 4).
+"""KYC review in the Django admin (docs/DESIGN.md §2, flow 4).
 
 The queue (KYC submissions, pending ones by default, oldest first) is searchable by email; a submission's page
 shows the profile beside the documents. Approve and Reject are list actions that call the services (one
 transaction each, CREATE_USER enqueued on approval); Reject first shows a page asking for the reason. The
-reviewer and the time are stored on the submission and in the admin's history (LogEntry).
+reviewer and the time are stored on the submission and in the admin's history (LogEntry). An approval whose
+CREATE_USER the chain refused comes back to the queue with the chain's answer ("refused on chain").
 Reviewers need the ``identity.change_kycsubmission`` permission; nothing here can be added or deleted.
 """
 
@@ -54,7 +55,7 @@ class RejectionForm(forms.Form):
 @admin.register(KycSubmission)
 class KycSubmissionAdmin(admin.ModelAdmin):
     list_display = ("email", "full_name", "document_type", "issuing_country", "status", "profile_status",
-                    "submitted_at", "reviewed_by", "reviewed_at")
+                    "chain_refusal", "submitted_at", "reviewed_by", "reviewed_at")
     list_filter = (ReviewStatusFilter, "document_type")
     search_fields = ("profile__user__email",)
     list_select_related = ("profile__user", "reviewed_by")
@@ -65,7 +66,7 @@ class KycSubmissionAdmin(admin.ModelAdmin):
                                 "profile_phone", "profile_status")}),
         ("Submission", {"fields": ("id", "document_type", "document_number", "issuing_country", "expiry_date",
                                    "document_sha256", "biometric_hash", "submitted_at")}),
-        ("Review", {"fields": ("status", "reviewed_by", "reviewed_at", "rejection_reason")}),
+        ("Review", {"fields": ("status", "reviewed_by", "reviewed_at", "rejection_reason", "onchain_error")}),
     )
 
     # --- Columns and the profile beside the submission ------------------------------------------------
@@ -92,6 +93,11 @@ class KycSubmissionAdmin(admin.ModelAdmin):
     @admin.display(description="profile status")
     def profile_status(self, obj: KycSubmission) -> str:
         return obj.profile.status
+
+    @admin.display(description="refused on chain")
+    def chain_refusal(self, obj: KycSubmission) -> str:
+        # An approval the chain refused is back in the queue: the reviewer sees why before deciding again.
+        return obj.onchain_error or "—"
 
     # --- Read-only record --------------------------------------------------------------------------------
     def get_readonly_fields(self, request: HttpRequest, obj: KycSubmission | None = None) -> list[str]:
@@ -152,7 +158,7 @@ class KycSubmissionInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     fields = ("document_type", "document_number", "issuing_country", "status", "submitted_at", "reviewed_by",
-              "reviewed_at", "rejection_reason")
+              "reviewed_at", "rejection_reason", "onchain_error")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -167,7 +173,7 @@ class UserProfileAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     inlines = [KycSubmissionInline]
     readonly_fields = ("user", "first_name", "last_name", "date_of_birth", "nationality", "phone", "status",
-                       "onchain_registered_at", "created_at", "updated_at")
+                       "onchain_registered_at", "onchain_error", "created_at", "updated_at")
 
     @admin.display(description="email", ordering="user__email")
     def email(self, obj: UserProfile) -> str:

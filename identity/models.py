@@ -1,8 +1,10 @@
 """Users, their profiles and KYC submissions.
 
 ``User`` is the login (email + password); ``UserProfile`` shares its UUID primary key and is the read model the
-API serves (``id`` in every response is this UUID). The profile's ``status`` follows DESIGN.md §2:
+API serves (``id`` in every response is this UUID). The profile's ``status`` follows docs/DESIGN.md §2:
 REGISTERED → PENDING_KYC_REVIEW → APPROVED_PENDING_ONCHAIN → ACTIVE ↔ FROZEN, or KYC_REJECTED (may resubmit).
+When the chain refuses the approved person's CREATE_USER, the profile goes back to PENDING_KYC_REVIEW and the
+submission back to the reviewers' queue (PENDING), both carrying the chain's reason in ``onchain_error``.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ class UserProfile(models.Model):
     status = models.CharField(max_length=32, choices=ProfileStatus.choices, default=ProfileStatus.REGISTERED,
                               db_index=True)
     onchain_registered_at = models.DateTimeField(null=True, blank=True)
+    onchain_error = models.CharField(
+        max_length=500, blank=True, default="",
+        help_text="why the chain refused the last on-chain registration (CREATE_USER); empty otherwise")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -91,7 +96,7 @@ class UserProfile(models.Model):
 
     @property
     def onchain_user_id(self) -> str:
-        """The chaincode's userID: the UUID in hex, 32 characters, no dashes (CHAINCODE.md)."""
+        """The chaincode's userID: the UUID in hex, 32 characters, no dashes (docs/CHAINCODE.md)."""
         return self.user_id.hex
 
 
@@ -122,6 +127,9 @@ class KycSubmission(models.Model):
                                     related_name="kyc_reviews")
     reviewed_at = models.DateTimeField(null=True, blank=True)
     rejection_reason = models.TextField(blank=True, default="")
+    onchain_error = models.TextField(
+        blank=True, default="",
+        help_text="set when the chain refused this approved submission's CREATE_USER: it is back for review")
 
     class Meta:
         verbose_name = "KYC submission"

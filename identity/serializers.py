@@ -1,4 +1,4 @@
-"""Input serializers validate request bodies; output serializers render the field names of DESIGN.md §2."""
+"""Input serializers validate request bodies; output serializers render the field names of docs/DESIGN.md §2."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from identity.models import DocumentType, KycSubmission, ProfileStatus, UserProf
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 DOCUMENT_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{0,62}[A-Za-z0-9]$|^[A-Za-z0-9]$")
-MAX_AGE_YEARS = 150  # CreateUser's age argument is 0–150 (CHAINCODE.md)
+MAX_AGE_YEARS = 150  # CreateUser's age argument is 0–150 (docs/CHAINCODE.md)
 
 
 def age_on(born: date, today: date) -> int:
@@ -98,6 +98,9 @@ class ProfileOutputSerializer(serializers.Serializer):
     nationality = serializers.CharField(read_only=True, help_text="ISO 3166-1 alpha-2")
     phone = serializers.CharField(read_only=True, help_text="E.164, or empty")
     status = serializers.ChoiceField(choices=ProfileStatus.choices, read_only=True)
+    onchain_error = serializers.CharField(
+        read_only=True, help_text="Why the chain refused the on-chain registration; the KYC submission is then "
+                                  "back with the reviewers (status PENDING_KYC_REVIEW). Empty otherwise.")
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -124,7 +127,7 @@ class RegisterInputSerializer(StrictInputSerializer):
 
 
 class ProfileUpdateInputSerializer(StrictInputSerializer):
-    read_only_names = frozenset({"id", "email", "status", "created_at", "updated_at", "password"})
+    read_only_names = frozenset({"id", "email", "status", "onchain_error", "created_at", "updated_at", "password"})
 
     first_name = NameField(required=False)
     last_name = NameField(required=False)

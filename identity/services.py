@@ -1,12 +1,14 @@
 """Writes of identity: registration, login/logout, profile edits, KYC submission and review.
 
 Every function is keyword-only and runs its writes in one ``transaction.atomic()``; views and the admin call
-these and never write the ORM themselves (STYLE.md conventions 6–8).
+these and never write the ORM themselves (docs/STYLE.md conventions 6–8).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Any
 from django.contrib.auth.hashers import check_password, make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import Throttled
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -29,8 +31,10 @@ from identity.models import KycStatus, KycSubmission, ProfileStatus, User, UserP
 from identity.selectors import user_get_for_login
 from identity.serializers import age_on
 from identity.tokens import tokens_for
-from outbox.models import CommandType
+from outbox.models import CommandType, OutboxCommand
 from outbox.services import outbox_enqueue
+
+logger = logging.getLogger("identity")
 
 # Identity fields are frozen while a submission is under review and after approval (what the reviewer saw is
 # what goes on chain); a rejected applicant may correct them before resubmitting.
@@ -197,7 +201,7 @@ def kyc_submit(
 
 
 def create_user_payload(*, profile: UserProfile, biometric_hash: str, today: date) -> dict[str, str]:
-    """The arguments of IdentityContract:CreateUser(userID, biometricHash, nationality, age) (CHAINCODE.md)."""
+    """The arguments of IdentityContract:CreateUser(userID, biometricHash, nationality, age) (docs/CHAINCODE.md)."""
     return {
         "user_id": profile.onchain_user_id,
         "biometric_hash": biometric_hash,
@@ -215,13 +219,32 @@ def _lock_pending(submission_id: uuid.UUID) -> KycSubmission:
     return submission
 
 
+def _lock_biometric_hash(biometric_hash: str) -> None:
+    """Serialises approvals of one biometric hash until the caller's transaction ends (PostgreSQL advisory
+    lock on the hash): two approvals at once cannot both find the hash free. SQLite (development) has one
+    writer at a time anyway."""
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.sha256(f"gx-biometric:{biometric_hash}".encode()).digest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)])
+
+
 def kyc_approve(*, submission_id: uuid.UUID, reviewer: User, request_id: str = "") -> KycSubmission:
     """Approves a pending submission: in ONE transaction the submission is APPROVED (who/when), the profile
-    becomes APPROVED_PENDING_ONCHAIN and a CREATE_USER command is enqueued for the chain."""
+    becomes APPROVED_PENDING_ONCHAIN and a CREATE_USER command is enqueued for the chain.
+
+    409 ``biometric_exists`` when another approved submission holds the biometric hash: the check runs under
+    a lock on the hash, so of two approvals of one hash at once only the first passes.
+    """
     with transaction.atomic():
         submission = _lock_pending(submission_id)
         profile = UserProfile.objects.select_for_update().get(pk=submission.profile_id)
+        if profile.status != ProfileStatus.PENDING_KYC_REVIEW:
+            raise Conflict(f"This profile is not waiting for review (status {profile.status}).",
+                           code="profile_not_in_review")
         # The chaincode refuses a biometric hash another user holds ([BIOMETRIC_EXISTS]); say so before enqueueing.
+        _lock_biometric_hash(submission.biometric_hash)
         if KycSubmission.objects.filter(biometric_hash=submission.biometric_hash, status=KycStatus.APPROVED) \
                 .exclude(profile_id=profile.pk).exists():
             raise Conflict("Another approved user has this biometric hash.", code="biometric_exists")
@@ -229,16 +252,21 @@ def kyc_approve(*, submission_id: uuid.UUID, reviewer: User, request_id: str = "
         submission.status = KycStatus.APPROVED
         submission.reviewed_by = reviewer
         submission.reviewed_at = now
-        submission.save(update_fields=["status", "reviewed_by", "reviewed_at"])
+        submission.onchain_error = ""
+        submission.save(update_fields=["status", "reviewed_by", "reviewed_at", "onchain_error"])
         profile.status = ProfileStatus.APPROVED_PENDING_ONCHAIN
-        profile.save(update_fields=["status", "updated_at"])
+        profile.onchain_error = ""
+        profile.save(update_fields=["status", "onchain_error", "updated_at"])
+        # One CREATE_USER per approval, whatever happens in the admin; a re-approval after the chain refused
+        # the first one is a new command (the person's earlier ones are all FAILED: see the status check).
+        earlier = OutboxCommand.objects.filter(command_type=CommandType.CREATE_USER,
+                                               aggregate_id=profile.onchain_user_id).count()
         outbox_enqueue(
             command_type=CommandType.CREATE_USER,
             aggregate_id=profile.onchain_user_id,
             payload=create_user_payload(profile=profile, biometric_hash=submission.biometric_hash,
                                         today=timezone.localdate(now)),
-            # One CREATE_USER per person, whatever happens in the admin.
-            idempotency_key=f"create-user:{profile.onchain_user_id}",
+            idempotency_key=f"create-user:{profile.onchain_user_id}" + (f":{earlier + 1}" if earlier else ""),
             request_id=request_id,
             requested_by=reviewer,
         )
@@ -254,12 +282,66 @@ def kyc_reject(*, submission_id: uuid.UUID, reviewer: User, reason: str) -> KycS
     with transaction.atomic():
         submission = _lock_pending(submission_id)
         profile = UserProfile.objects.select_for_update().get(pk=submission.profile_id)
+        if profile.status != ProfileStatus.PENDING_KYC_REVIEW:
+            raise Conflict(f"This profile is not waiting for review (status {profile.status}).",
+                           code="profile_not_in_review")
         submission.status = KycStatus.REJECTED
         submission.reviewed_by = reviewer
         submission.reviewed_at = timezone.now()
         submission.rejection_reason = reason
         submission.save(update_fields=["status", "reviewed_by", "reviewed_at", "rejection_reason"])
         profile.status = ProfileStatus.KYC_REJECTED
-        profile.save(update_fields=["status", "updated_at"])
+        profile.onchain_error = ""
+        profile.save(update_fields=["status", "onchain_error", "updated_at"])
     submission.profile = profile
     return submission
+
+
+# Shown to the person when the chain gave no business reason (the command was dead-lettered: an operator looks).
+ONCHAIN_UNAVAILABLE_MESSAGE = "The registration could not be completed on the chain; your submission is back with " \
+                              "the reviewers."
+
+
+def kyc_onchain_registration_failed(command: OutboxCommand) -> None:
+    """Reaction to a CREATE_USER command that became FAILED (registered in ``IdentityConfig.ready``; runs in the
+    transaction that records the failure): the approved submission goes back to the reviewers' queue (PENDING)
+    with the chain's answer in ``onchain_error``, and the profile back to PENDING_KYC_REVIEW with the reason
+    the person may see (the chaincode's ``[CODE] message``, or a plain sentence for a dead letter).
+
+    Nothing changes when the person has moved on (no longer APPROVED_PENDING_ONCHAIN, or a later CREATE_USER
+    exists), nor for ``USER_EXISTS``: the person is on the chain, and the projector makes the profile ACTIVE
+    from its ``UserCreated`` event.
+    """
+    if command.chaincode_code == "USER_EXISTS":
+        logger.info("CREATE_USER %s: the user already exists on chain; the projector activates the profile",
+                    command.command_id)
+        return
+    try:
+        user_id = uuid.UUID(hex=command.aggregate_id)
+    except ValueError:
+        return
+    profile = UserProfile.objects.select_for_update().filter(pk=user_id).first()
+    if profile is None or profile.status != ProfileStatus.APPROVED_PENDING_ONCHAIN:
+        return
+    if OutboxCommand.objects.filter(command_type=CommandType.CREATE_USER, aggregate_id=command.aggregate_id,
+                                    id__gt=command.id).exists():
+        return  # re-approved since: the newer command decides
+    submission = KycSubmission.objects.select_for_update().filter(
+        profile=profile, status=KycStatus.APPROVED).order_by("-reviewed_at").first()
+    if command.chaincode_code:
+        public = command.error_message or f"[{command.chaincode_code}]"
+    else:
+        public = ONCHAIN_UNAVAILABLE_MESSAGE
+    detail = command.error_message or "failed"
+    if command.validation_code:
+        detail = f"{detail} (validation code {command.validation_code})"
+    if submission is not None:
+        submission.status = KycStatus.PENDING
+        submission.onchain_error = (f"The chain refused CREATE_USER {command.command_id}: {detail}"
+                                    + (" [dead-lettered]" if command.dead_lettered else ""))[:4000]
+        submission.save(update_fields=["status", "onchain_error"])
+    profile.status = ProfileStatus.PENDING_KYC_REVIEW
+    profile.onchain_error = public[:500]
+    profile.save(update_fields=["status", "onchain_error", "updated_at"])
+    logger.warning("CREATE_USER %s failed; KYC submission back in review: %s", command.command_id, detail,
+                   extra={"command_id": str(command.command_id)})

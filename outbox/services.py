@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from outbox.models import UNFINISHED, CommandStatus, CommandType, OutboxCommand
 
 NOTIFY_CHANNEL = "outbox_command"
 
-# --- payload validation (CHAINCODE.md formats: a bad payload is the caller's error, never a burned retry) ---
+# --- payload validation (docs/CHAINCODE.md formats: a bad payload is the caller's error, never a burned retry) ---
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BIOMETRIC = re.compile(r"[0-9a-f]{64}")
 _NATIONALITY = re.compile(r"[A-Z]{2}")
@@ -277,22 +277,55 @@ def relaxed_commit() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def _fenced(command_id: int, worker_id: str, *, durable: bool = False, **changes: Any) -> None:
+def _fenced(command_id: int, worker_id: str, *, durable: bool = False, failed: bool = False, **changes: Any) -> None:
     """Updates the row only while ``worker_id`` holds its lease; raises LeaseLost otherwise.
 
-    Inside a caller's transaction (the submitter's batched writer) the caller decides about durability.
+    ``failed``: the update makes the command finally FAILED; the reactions registered for its type run in
+    the same transaction (:func:`register_failure_reaction`). Inside a caller's transaction (the submitter's
+    batched writer) the caller decides about durability.
     """
     changes.setdefault("updated_at", timezone.now())
     rows = OutboxCommand.objects.filter(id=command_id, locked_by=worker_id)
-    if connection.in_atomic_block:
+
+    def apply() -> int:
         updated = rows.update(**changes)
-    else:
+        if updated and failed:
+            _react_to_failure(command_id)
+        return updated
+
+    outermost = not connection.in_atomic_block
+    if outermost or failed:  # inside a batch: a savepoint, so a failing reaction takes the FAILED write back
         with transaction.atomic():
-            if not durable:
+            if outermost and not durable:
                 relaxed_commit()
-            updated = rows.update(**changes)
+            updated = apply()
+    else:
+        updated = apply()
     if not updated:
         raise LeaseLost(f"command {command_id} is no longer leased to {worker_id}")
+
+
+# --- reactions to a final failure ------------------------------------------------------------------------
+FailureReaction = Callable[[OutboxCommand], None]
+_failure_reactions: dict[str, list[FailureReaction]] = {}
+
+
+def register_failure_reaction(command_type: CommandType | str, reaction: FailureReaction) -> None:
+    """Calls ``reaction(command)`` whenever a command of ``command_type`` becomes FAILED (a chaincode refusal,
+    a final validation code or a dead letter), inside the transaction that records it, so the domain learns
+    of the failure exactly when the outbox does (called from an app's ``ready()``: the outbox imports no app).
+    """
+    reactions = _failure_reactions.setdefault(str(command_type), [])
+    if reaction not in reactions:
+        reactions.append(reaction)
+
+
+def _react_to_failure(command_id: int) -> None:
+    if not _failure_reactions:
+        return
+    command = OutboxCommand.objects.get(id=command_id)
+    for reaction in _failure_reactions.get(command.command_type, ()):
+        reaction(command)
 
 
 # --- outcomes ----------------------------------------------------------------------------------------------
@@ -333,7 +366,7 @@ def outbox_record_failed(
     }
     if validation_code:
         changes.update(validation_code=validation_code, block_number=block_number)
-    _fenced(command_id, worker_id, **changes)
+    _fenced(command_id, worker_id, failed=True, **changes)
 
 
 def outbox_record_retry(
@@ -356,7 +389,7 @@ def outbox_record_retry(
         # A stored envelope stays on the row: an operator's requeue resumes it rather than doubling it.
         changes.update(status=CommandStatus.FAILED, dead_lettered=True,
                        error_message=f"gave up after {command.attempts} attempts: {error}"[:4000])
-        _fenced(command_id, worker_id, **changes)
+        _fenced(command_id, worker_id, failed=True, **changes)
         return False
     changes["next_attempt_at"] = timezone.now() + timedelta(seconds=backoff_seconds(command.attempts))
     _fenced(command_id, worker_id, **changes)

@@ -15,7 +15,8 @@ def test_it_registers_a_person_and_answers_with_the_profile(api_client):
     assert response.status_code == 201, response.content
     profile = response.json()
     assert set(profile) == {"id", "email", "first_name", "last_name", "date_of_birth", "nationality", "phone",
-                            "status", "created_at", "updated_at"}
+                            "status", "onchain_error", "created_at", "updated_at"}
+    assert profile["onchain_error"] == ""
     assert profile["email"] == "ada.obi@example.com"
     assert profile["status"] == ProfileStatus.REGISTERED
     assert (profile["first_name"], profile["last_name"], profile["date_of_birth"], profile["nationality"],
