@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-# Tests run on the real services of this machine (DESIGN.md §7); override to use others.
+# Tests run on the real services of this machine (docs/DESIGN.md §7); override to use others.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gxbackend
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 

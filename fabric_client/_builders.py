@@ -1,4 +1,4 @@
-"""Byte-exact builders for the messages a Gateway client signs (FABRIC_GATEWAY.md §2 and §3).
+"""Byte-exact builders for the messages a Gateway client signs (docs/FABRIC_GATEWAY.md §2 and §3).
 
 Pure functions from plain values to serialized protobufs, so the same code serves live calls, offline
 signing and the fixed test vectors. Protobuf serialization is deterministic here (fields in number order,

@@ -4,7 +4,7 @@ Mirrors the official SDKs: ``EndorseError``, ``SubmitError`` and ``CommitStatusE
 the transaction id and the per-peer :class:`ErrorDetail` list the gateway attaches; ``CommitError`` is not a
 gRPC failure but a transaction that was ordered and committed with a validation code other than VALID.
 
-``retryable`` answers "may trying again succeed?" following FABRIC_GATEWAY.md §4. It is a verdict on the
+``retryable`` answers "may trying again succeed?" following docs/FABRIC_GATEWAY.md §4. It is a verdict on the
 *operation*: for Evaluate/Endorse always build and sign a fresh proposal per attempt (a stored proposal goes
 stale after 15 minutes, see ``stale_proposal``); for Submit resend the same signed envelope; for CommitStatus
 just ask again. No call in this package retries on its own.

@@ -1,6 +1,6 @@
 """One JSON error shape for every error the API returns, rendered in one place.
 
-``{"error": {"code", "message", "fields": {name: [messages]}}, "request_id"}`` — DESIGN.md §2. Services raise
+``{"error": {"code", "message", "fields": {name: [messages]}}, "request_id"}`` — docs/DESIGN.md §2. Services raise
 :class:`DomainError` subclasses; DRF's own exceptions (validation, auth, throttling, 404/405) and anything
 unexpected (500, logged with its traceback but never sent to the client) go through
 :func:`api_exception_handler`; Django-level errors outside DRF (unknown URL, CSRF) use the ``handler*`` views.

@@ -1,4 +1,4 @@
-"""Idempotency records for mutating endpoints (DESIGN.md §2), stored in the database, not in memory."""
+"""Idempotency records for mutating endpoints (docs/DESIGN.md §2), stored in the database, not in memory."""
 
 from __future__ import annotations
 

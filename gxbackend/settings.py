@@ -1,4 +1,4 @@
-"""Django settings, read from the environment only (DESIGN.md §6).
+"""Django settings, read from the environment only (docs/DESIGN.md §6).
 
 With ``DEBUG`` off (the default) the process refuses to start, with one line naming the variable, when a
 required value is missing or malformed. With no ``DATABASE_URL`` the project runs on a SQLite file and with

@@ -1,4 +1,4 @@
-"""Base for long-running management commands (STYLE.md conventions 1–2).
+"""Base for long-running management commands (docs/STYLE.md conventions 1–2).
 
 A worker is a loop around one unit of work: ``unit() -> bool`` (True: it found work, call again at once;
 False: idle, sleep ``idle_seconds`` in short slices so a signal is noticed quickly). SIGTERM/SIGINT only set

@@ -1,4 +1,4 @@
-"""The identity REST API (DESIGN.md §2): each view validates, calls one service or selector, renders."""
+"""The identity REST API (docs/DESIGN.md §2): each view validates, calls one service or selector, renders."""
 
 from __future__ import annotations
 

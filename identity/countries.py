@@ -1,7 +1,7 @@
 """ISO 3166-1 alpha-2 country codes (the 249 officially assigned ones, from tzdata's iso3166.tab).
 
 Kept as a constant so validation needs no extra dependency; the chaincode takes nationality as two upper-case
-letters (CHAINCODE.md, CreateUser).
+letters (docs/CHAINCODE.md, CreateUser).
 """
 
 _CODES = """

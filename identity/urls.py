@@ -1,4 +1,4 @@
-"""Routes of svc-identity, included under ``api/v1/`` (no trailing slashes, as DESIGN.md §2 writes them)."""
+"""Routes of svc-identity, included under ``api/v1/`` (no trailing slashes, as docs/DESIGN.md §2 writes them)."""
 
 from django.urls import path
 

@@ -1,7 +1,7 @@
 """The outbox submitter: one attempt at one leased command (:func:`process_command`), and the engine that
 claims commands into leases and keeps several of them in flight (:class:`Submitter`).
 
-Exactly-once effect (DESIGN.md §3, FABRIC_GATEWAY.md §4–5):
+Exactly-once effect (docs/DESIGN.md §3, docs/FABRIC_GATEWAY.md §4–5):
 
 - A command without a stored transaction gets a *fresh* signed proposal per attempt (a stored proposal goes
   stale after 15 minutes), is endorsed, and its tx id and signed envelope are stored on the row **before**
@@ -95,7 +95,7 @@ def crash_point(name: str) -> None:
 
 
 def chaincode_call(command: OutboxCommand) -> tuple[str, list[str]]:
-    """The qualified chaincode function and its string arguments for a command (CHAINCODE.md)."""
+    """The qualified chaincode function and its string arguments for a command (docs/CHAINCODE.md)."""
     p = command.payload
     kind = CommandType(command.command_type)
     if kind == CommandType.CREATE_USER:

@@ -1,4 +1,4 @@
-"""Wallets in the Django admin: search by email, and Freeze / Unfreeze as list actions (DESIGN.md §2, flow 6).
+"""Wallets in the Django admin: search by email, and Freeze / Unfreeze as list actions (docs/DESIGN.md §2, flow 6).
 
 Both actions go through :mod:`projector.transfers` (one transaction each: an outbox command with the admin as
 ``requested_by``, plus a log line); the wallet and profile change only when the projector sees the chain's

@@ -1,8 +1,8 @@
-"""One function per chaincode event name (CHAINCODE.md, "What the backend does with each event").
+"""One function per chaincode event name (docs/CHAINCODE.md, "What the backend does with each event").
 
 A handler validates its event's payload and records the read-model effect on a :class:`BlockEffects`; it
-never touches the database. :func:`projector.services.apply_block` folds every event of a block into one
-``BlockEffects`` and writes it with a handful of bulk statements in the same transaction as the checkpoint,
+never touches the database. :func:`projector.services.apply_blocks` folds every event of the blocks it applies
+into ``BlockEffects`` and writes them with a handful of bulk statements in the same transaction as the checkpoint,
 which is what makes ≥ 20,000 events/s possible (no round trip per event).
 
 Effects are idempotent by construction: balances and flags are *set* from the event (never incremented), and

@@ -3,9 +3,11 @@
 The lock lives on its own connection, not Django's: the worker loop closes and reopens Django's connection
 (``close_old_connections``) and that must never drop leadership by accident. When the leader dies, even by
 SIGKILL, PostgreSQL ends its session and releases the lock; a standby polling ``pg_try_advisory_lock`` takes
-over and resumes from the checkpoint. Should two processes ever apply at once (a lock connection lost while
-the old leader still runs), ``apply_block`` stays correct: it locks the checkpoint row and skips what is
-already applied. On SQLite (``make run``: one process of each kind) there is no lock and every process leads.
+over and resumes from the checkpoint. Before every step the leader proves it still holds the lock
+(:meth:`LeaderLock.alive`: ``pg_locks`` on the lock's own session). Should two processes ever apply at once
+(a lock connection lost while the old leader still runs), ``apply_blocks`` stays correct: it locks the
+checkpoint row and skips what is already applied. On SQLite (``make run``: one process of each kind) there
+is no lock and every process leads.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class TransactionKind(models.TextChoices):
 
 class Transaction(models.Model):
     # No database-level FK: a deferred FK check costs a lookup per row at COMMIT, a third of the block-apply
-    # time measured in bench/projector.py. apply_block writes the wallet in the same transaction first.
+    # time measured in bench/projector.py. apply_blocks writes the wallet in the same transaction first.
     # No index of its own either: (wallet, -id) below serves every lookup by wallet, and a redundant index
     # costs ~15 % of the server's insert time per row.
     wallet = models.ForeignKey(Wallet, on_delete=models.DO_NOTHING, related_name="transactions",

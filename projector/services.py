@@ -1,10 +1,12 @@
 """Apply a block of chain events to the read models, and everything else that writes projector state.
 
-:func:`apply_block` is the unit of the projector (STYLE.md convention 11): in **one** database transaction it
-locks the checkpoint row, drops events already applied, folds the rest through :mod:`projector.handlers`,
-writes the effects with a few bulk statements (PostgreSQL: ``unnest`` arrays, one round trip per table, no
-round trip per event) and advances the checkpoint. A crash anywhere before COMMIT leaves the read models and
-the checkpoint exactly as they were; the block is read again on restart.
+:func:`apply_blocks` is what the projector's unit of work writes (docs/STYLE.md convention 11): in **one**
+database transaction it locks the checkpoint row, drops events already applied, folds the rest of the given
+consecutive blocks (one block live, the queued ones together when catching up) through
+:mod:`projector.handlers`, writes the effects with a few bulk statements (PostgreSQL: ``unnest`` arrays, one
+round trip per table, no round trip per event) and advances the checkpoint to the last block applied.
+:func:`apply_block` is the same for one block. A crash anywhere before COMMIT leaves the read models and the
+checkpoint exactly as they were; the blocks are read again on restart.
 
 Checkpoint semantics are those of the Fabric SDK checkpointer: ``(block_number, transaction_id)`` where
 ``transaction_id`` is empty after a whole block (resume at ``block_number``) or names the last applied
@@ -364,7 +366,7 @@ def _uuid_of(onchain_id: str) -> uuid.UUID | None:
 
 
 def _local_users(onchain_ids: Iterable[str]) -> dict[str, uuid.UUID]:
-    """On-chain ids (UUID hex, CHAINCODE.md) that belong to a local user, mapped to the user's UUID."""
+    """On-chain ids (UUID hex, docs/CHAINCODE.md) that belong to a local user, mapped to the user's UUID."""
     candidates: dict[str, uuid.UUID] = {}
     for onchain_id in onchain_ids:
         pk = _uuid_of(onchain_id)

@@ -5,7 +5,7 @@ as the chain last said it), and its effect comes back through the projector; the
 stays generic. The chaincode remains the authority: these checks only spare a user a command that would
 certainly fail; whatever still fails on chain lands on the command as FAILED with the chaincode's ``[CODE]``.
 
-Fees follow CHAINCODE.md exactly (:func:`transfer_fee_qirat`), so the 409 ``insufficient_funds`` answer and
+Fees follow docs/CHAINCODE.md exactly (:func:`transfer_fee_qirat`), so the 409 ``insufficient_funds`` answer and
 the fee quoted in a 202 are the fee the chaincode will take.
 """
 
@@ -46,7 +46,7 @@ CROSS_BORDER_BPS = 15
 
 
 def transfer_fee_qirat(*, amount_qirat: int, cross_border: bool) -> int:
-    """The fee TransferWithFees takes from the sender on top of ``amount_qirat`` (CHAINCODE.md).
+    """The fee TransferWithFees takes from the sender on top of ``amount_qirat`` (docs/CHAINCODE.md).
 
     Integer division, rounded down: users of different nationalities pay 15 bps whatever the amount;
     otherwise amount < 3 GX → 0, 3 GX ≤ amount ≤ 100 GX → 5 bps, amount > 100 GX → 10 bps.

@@ -1,6 +1,6 @@
 """The projector's loop state: leadership, the event stream, chain-height polling and retry backoff.
 
-``manage.py run_projector`` calls :meth:`Projector.step` as its unit of work (STYLE.md convention 1):
+``manage.py run_projector`` calls :meth:`Projector.step` as its unit of work (docs/STYLE.md convention 1):
 
 - standby: try the advisory lock; when it is won, read the checkpoint and lead.
 - leader: poll the chain height every ``PROJECTOR_HEIGHT_POLL_SECONDS`` (stored on the checkpoint for the

@@ -1,4 +1,4 @@
-"""The GX contract (CHAINCODE.md) in Python, for devnet.
+"""The GX contract (docs/CHAINCODE.md) in Python, for devnet.
 
 ``invoke(stub)`` dispatches ``Contract:Function`` (or a bare function name, to the default contract, as the
 Node contract API does) and returns a :class:`~fabric_client.devnet.shim.Response`. Failures are status 500 with

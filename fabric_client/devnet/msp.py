@@ -2,7 +2,7 @@
 
 A creator is accepted when its MSP id is known, its certificate chains to that MSP's CA and is within its
 validity period, and its ECDSA signature over SHA-256(message) verifies with a *low* S. Any failure is a
-:class:`AccessDenied`, which callers word per RPC as the real peer does (FABRIC_GATEWAY.md §7b).
+:class:`AccessDenied`, which callers word per RPC as the real peer does (docs/FABRIC_GATEWAY.md §7b).
 Verified identities are cached by their creator bytes, so a busy client costs one certificate check.
 """
 

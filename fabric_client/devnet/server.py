@@ -1,4 +1,4 @@
-"""Devnet: a Fabric Gateway server that fails where a real peer fails (FABRIC_GATEWAY.md §6 and §7).
+"""Devnet: a Fabric Gateway server that fails where a real peer fails (docs/FABRIC_GATEWAY.md §6 and §7).
 
 One process plays the gateway peer, its endorser, a single orderer and the committer of one channel:
 

@@ -1,4 +1,4 @@
-"""Each fidelity trap of FABRIC_GATEWAY.md §6: devnet fails exactly where a real peer fails."""
+"""Each fidelity trap of docs/FABRIC_GATEWAY.md §6: devnet fails exactly where a real peer fails."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The retry verdict and parsed fields of typed errors follow FABRIC_GATEWAY.md §4."""
+"""The retry verdict and parsed fields of typed errors follow docs/FABRIC_GATEWAY.md §4."""
 
 from __future__ import annotations
 

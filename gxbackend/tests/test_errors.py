@@ -1,4 +1,4 @@
-"""Every error the API returns has the one documented JSON shape (DESIGN.md §2)."""
+"""Every error the API returns has the one documented JSON shape (docs/DESIGN.md §2)."""
 
 import pytest
 from django.contrib.auth import get_user_model

@@ -1,4 +1,4 @@
-"""Production refuses to start misconfigured, with one line naming the variable (DESIGN.md §6)."""
+"""Production refuses to start misconfigured, with one line naming the variable (docs/DESIGN.md §6)."""
 
 import os
 import subprocess

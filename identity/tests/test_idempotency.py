@@ -1,4 +1,4 @@
-"""Idempotency-Key on POST /users and POST /users/:id/kyc (gxbackend.idempotency, DESIGN.md §2)."""
+"""Idempotency-Key on POST /users and POST /users/:id/kyc (gxbackend.idempotency, docs/DESIGN.md §2)."""
 
 import json
 import threading

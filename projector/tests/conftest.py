@@ -1,4 +1,4 @@
-"""Factories for projector tests: local users and hand-made chain events (same shapes as CHAINCODE.md)."""
+"""Factories for projector tests: local users and hand-made chain events (same shapes as docs/CHAINCODE.md)."""
 
 from __future__ import annotations
 

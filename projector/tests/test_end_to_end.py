@@ -2,7 +2,7 @@
 and ``manage.py run_projector`` as child processes, and devnet (a Gateway gRPC server running the GX contract).
 
 register ×2 → KYC ×2 → approve ×2 → CreateUser on chain → ACTIVE, 500 GX, GENESIS → POST /transfers →
-COMMITTED → balances and SENT/RECEIVED/FEE rows as CHAINCODE.md's fee → replayed key: same command, nothing
+COMMITTED → balances and SENT/RECEIVED/FEE rows as docs/CHAINCODE.md's fee → replayed key: same command, nothing
 moves → the chain's own refusal lands on the command (FAILED, WALLET_FROZEN) → frozen recipient: 409 before
 enqueue → unfrozen again.
 

@@ -1,4 +1,4 @@
-"""End to end on PostgreSQL with devnet: chain transactions in, read models out (CHAINCODE.md table)."""
+"""End to end on PostgreSQL with devnet: chain transactions in, read models out (docs/CHAINCODE.md table)."""
 
 from __future__ import annotations
 

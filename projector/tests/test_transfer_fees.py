@@ -1,4 +1,4 @@
-"""The transfer fee and amount parsing: every boundary of CHAINCODE.md, checked against devnet's contract too."""
+"""The transfer fee and amount parsing: every boundary of docs/CHAINCODE.md, checked against devnet's contract too."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``manage.py run_projector``: project chain events into the read models, one block per transaction.
+"""``manage.py run_projector``: project chain events into the read models, each block in one transaction
+with the checkpoint (when behind, the blocks already queued go together in one transaction).
 
 Several replicas may run: the one holding the PostgreSQL advisory lock leads, the others wait as hot standby
 (``projector_is_leader`` 0) and take over from the checkpoint when it dies. See ``projector/worker.py``.
