@@ -320,14 +320,15 @@ def kyc_onchain_registration_failed(command: OutboxCommand) -> None:
         user_id = uuid.UUID(hex=command.aggregate_id)
     except ValueError:
         return
+    # Submission, then profile: the order the review services lock them in.
+    submission = KycSubmission.objects.select_for_update().filter(
+        profile_id=user_id, status=KycStatus.APPROVED).order_by("-reviewed_at").first()
     profile = UserProfile.objects.select_for_update().filter(pk=user_id).first()
     if profile is None or profile.status != ProfileStatus.APPROVED_PENDING_ONCHAIN:
         return
     if OutboxCommand.objects.filter(command_type=CommandType.CREATE_USER, aggregate_id=command.aggregate_id,
                                     id__gt=command.id).exists():
         return  # re-approved since: the newer command decides
-    submission = KycSubmission.objects.select_for_update().filter(
-        profile=profile, status=KycStatus.APPROVED).order_by("-reviewed_at").first()
     if command.chaincode_code:
         public = command.error_message or f"[{command.chaincode_code}]"
     else:
