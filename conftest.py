@@ -40,3 +40,13 @@ def _clear_cache():
 
     cache.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _stop_progress_listener():
+    """A test whose request waited started this process's LISTEN connection: end it with the test (it would keep
+    the test database open, and the next test may use another one)."""
+    yield
+    from gxbackend import progress
+
+    progress.stop_listener()

@@ -63,3 +63,20 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    # Requests waiting for a write to be visible (up to API_WAIT_MAX_SECONDS, gxbackend/progress.py) answer at
+    # once on SIGTERM instead of outliving graceful_timeout; then gunicorn's own handler stops the worker.
+    import signal
+
+    from gxbackend import progress
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        progress.release_waiters()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)

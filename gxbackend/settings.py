@@ -247,6 +247,20 @@ FABRIC_ENDORSE_TIMEOUT = env_float("FABRIC_ENDORSE_TIMEOUT", 15.0, minimum=0.1)
 FABRIC_SUBMIT_TIMEOUT = env_float("FABRIC_SUBMIT_TIMEOUT", 5.0, minimum=0.1)
 FABRIC_COMMIT_STATUS_TIMEOUT = env_float("FABRIC_COMMIT_STATUS_TIMEOUT", 60.0, minimum=0.1)
 
+# --- Read your own writes (gxbackend/progress.py) ------------------------------------------------------
+# GET /commands/:id?wait=, ?min_block=&wait= on wallet reads and `Prefer: wait=` on POST /transfers hold a
+# gunicorn thread while they wait: at most API_WAIT_MAX_WAITERS per process, fewer than its GUNICORN_THREADS
+# (also read by deploy/gunicorn.conf.py), so plain requests always keep threads of their own. Beyond the bound a
+# request is answered at once, as without a wait.
+GUNICORN_THREADS = env_int("GUNICORN_THREADS", 4, minimum=1, maximum=256)
+API_WAIT_MAX_SECONDS = env_int("API_WAIT_MAX_SECONDS", 30, minimum=1, maximum=120)
+API_WAIT_MAX_WAITERS = env_int("API_WAIT_MAX_WAITERS", GUNICORN_THREADS // 2, minimum=0, maximum=255)
+if API_WAIT_MAX_WAITERS and API_WAIT_MAX_WAITERS >= GUNICORN_THREADS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"API_WAIT_MAX_WAITERS={API_WAIT_MAX_WAITERS} must be below GUNICORN_THREADS="
+                               f"{GUNICORN_THREADS}: waiting requests must leave threads to plain requests")
+
 # --- Workers --------------------------------------------------------------------------------------------
 OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 32, minimum=1, maximum=1000)
 OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 60, minimum=2)  # renewed every third of it

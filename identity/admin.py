@@ -16,6 +16,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from gxbackend.admin import reason_form_page
 from gxbackend.exceptions import DomainError
@@ -112,19 +114,25 @@ class KycSubmissionAdmin(admin.ModelAdmin):
     # --- Actions -----------------------------------------------------------------------------------------
     @admin.action(description="Approve selected submissions (enqueue CREATE_USER)", permissions=["change"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[KycSubmission]) -> None:
-        approved = 0
+        approved: list[str] = []
         for submission in queryset.select_related("profile__user"):
             try:
-                services.kyc_approve(submission_id=submission.pk, reviewer=request.user,
-                                     request_id=getattr(request, "request_id", ""))
+                done = services.kyc_approve(submission_id=submission.pk, reviewer=request.user,
+                                            request_id=getattr(request, "request_id", ""))
             except DomainError as exc:
                 self.message_user(request, f"{submission.profile.user.email}: {exc.message}", messages.ERROR)
                 continue
-            self.log_change(request, submission, "Approved KYC; CREATE_USER enqueued.")
-            approved += 1
+            command_id = done.command.command_id
+            self.log_change(request, submission, f"Approved KYC; CREATE_USER enqueued (command {command_id}).")
+            # The command's admin page for the reviewer; its status_url for API clients (GET ?wait= follows it).
+            approved.append(format_html(
+                '{}: command <a href="{}">{}</a>, status_url {}', submission.profile.user.email,
+                reverse("admin:outbox_outboxcommand_change", args=[done.command.pk]), command_id,
+                reverse("command-detail", kwargs={"command_id": command_id})))
         if approved:
-            self.message_user(request, f"Approved {approved} submission(s); CREATE_USER enqueued for each.",
-                              messages.SUCCESS)
+            self.message_user(request, format_html(
+                "Approved {} submission(s); CREATE_USER enqueued for each: {}", len(approved),
+                format_html_join("; ", "{}", ((line,) for line in approved))), messages.SUCCESS)
 
     @admin.action(description="Reject selected submissions (asks for a reason)", permissions=["change"])
     def reject_selected(self, request: HttpRequest, queryset: QuerySet[KycSubmission]) -> HttpResponse | None:

@@ -232,7 +232,8 @@ def _lock_biometric_hash(biometric_hash: str) -> None:
 
 def kyc_approve(*, submission_id: uuid.UUID, reviewer: User, request_id: str = "") -> KycSubmission:
     """Approves a pending submission: in ONE transaction the submission is APPROVED (who/when), the profile
-    becomes APPROVED_PENDING_ONCHAIN and a CREATE_USER command is enqueued for the chain.
+    becomes APPROVED_PENDING_ONCHAIN and a CREATE_USER command is enqueued for the chain. The returned
+    submission carries that command as ``command`` (to follow at ``GET /api/v1/commands/:id``).
 
     409 ``biometric_exists`` when another approved submission holds the biometric hash: the check runs under
     a lock on the hash, so of two approvals of one hash at once only the first passes.
@@ -261,7 +262,7 @@ def kyc_approve(*, submission_id: uuid.UUID, reviewer: User, request_id: str = "
         # the first one is a new command (the person's earlier ones are all FAILED: see the status check).
         earlier = OutboxCommand.objects.filter(command_type=CommandType.CREATE_USER,
                                                aggregate_id=profile.onchain_user_id).count()
-        outbox_enqueue(
+        command = outbox_enqueue(
             command_type=CommandType.CREATE_USER,
             aggregate_id=profile.onchain_user_id,
             payload=create_user_payload(profile=profile, biometric_hash=submission.biometric_hash,
@@ -271,6 +272,7 @@ def kyc_approve(*, submission_id: uuid.UUID, reviewer: User, request_id: str = "
             requested_by=reviewer,
         )
     submission.profile = profile
+    submission.command = command
     return submission
 
 

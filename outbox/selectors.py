@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,8 +11,10 @@ from typing import Any
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
+from gxbackend import progress
 from gxbackend.exceptions import NotFound
 from outbox.models import UNFINISHED, CommandStatus, OutboxCommand
+from projector.selectors import checkpoint_block
 
 
 def command_get_for_user(*, command_id: uuid.UUID, user: Any) -> OutboxCommand:
@@ -23,6 +26,39 @@ def command_get_for_user(*, command_id: uuid.UUID, user: Any) -> OutboxCommand:
     if command is None:
         raise NotFound("No such command.")
     return command
+
+
+def visible_at_block(command: OutboxCommand) -> int | None:
+    """The block a read must have applied to show the command's effect: its block once COMMITTED, else None."""
+    return command.block_number if command.status == CommandStatus.COMMITTED else None
+
+
+def command_visible(command: OutboxCommand, checkpoint: int | None) -> bool:
+    """True when the read models show the command's outcome: COMMITTED in a block the projector has applied
+    (``checkpoint`` is :func:`projector.selectors.checkpoint_block`), or FAILED (which changes nothing)."""
+    if command.status == CommandStatus.FAILED:
+        return True
+    block = visible_at_block(command)
+    return block is not None and checkpoint is not None and checkpoint >= block
+
+
+def command_wait_visible(command: OutboxCommand, *, timeout: float) -> int | None:
+    """Waits up to ``timeout`` seconds until ``command`` is visible (:func:`command_visible`), refreshing it in
+    place; returns the checkpoint block it was last judged against. Sleeps on the submitter's ``gx_command``
+    and then the projector's ``gx_checkpoint`` notifications (gxbackend.progress); ``timeout=0`` only looks."""
+    checkpoint = checkpoint_block()
+    if command_visible(command, checkpoint) or timeout <= 0:
+        return checkpoint
+    deadline = time.monotonic() + timeout
+    with progress.listener().subscribe(command_pk=command.pk) as subscription:
+        while True:
+            subscription.arm()
+            command.refresh_from_db()
+            # Set before the checkpoint is read: a gx_checkpoint sent after that read wakes this waiter.
+            subscription.after_block = visible_at_block(command)
+            checkpoint = checkpoint_block()
+            if command_visible(command, checkpoint) or not subscription.sleep(deadline):
+                return checkpoint
 
 
 @dataclass(frozen=True)

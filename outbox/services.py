@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from gxbackend import progress
 from gxbackend.exceptions import ValidationFailed
 from outbox.models import UNFINISHED, CommandStatus, CommandType, OutboxCommand
 
@@ -282,15 +283,20 @@ def _fenced(command_id: int, worker_id: str, *, durable: bool = False, failed: b
 
     ``failed``: the update makes the command finally FAILED; the reactions registered for its type run in
     the same transaction (:func:`register_failure_reaction`). Inside a caller's transaction (the submitter's
-    batched writer) the caller decides about durability.
+    batched writer) the caller decides about durability. A change to a final status also sends
+    ``gx_command`` in the same transaction (API requests waiting for the command wake when it commits:
+    gxbackend.progress).
     """
     changes.setdefault("updated_at", timezone.now())
     rows = OutboxCommand.objects.filter(id=command_id, locked_by=worker_id)
+    final = changes.get("status") in (CommandStatus.COMMITTED, CommandStatus.FAILED)
 
     def apply() -> int:
         updated = rows.update(**changes)
         if updated and failed:
             _react_to_failure(command_id)
+        if updated and final:
+            progress.notify_command_final(command_id)
         return updated
 
     outermost = not connection.in_atomic_block

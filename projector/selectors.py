@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from gxbackend import progress
 from gxbackend.exceptions import NotFound
 from gxbackend.health import CheckResult
 from projector.models import Checkpoint, Transaction, Wallet
@@ -71,3 +73,30 @@ def transactions_for_user(*, user_id: uuid.UUID, kind: str | None = None, since:
     if until is not None:
         rows = rows.filter(block_time__lt=until)
     return rows.order_by("-id")
+
+
+# --- read your own writes (gxbackend.progress) ------------------------------------------------------------
+def checkpoint_block() -> int | None:
+    """The last block whose every event is in the read models; ``None`` before the first one.
+
+    The checkpoint stores the *next* block to read, so this is one less (a block the projector stopped in the
+    middle of, at a malformed event, does not count).
+    """
+    next_block = Checkpoint.objects.filter(name=CHECKPOINT_NAME).values_list("block_number", flat=True).first()
+    return next_block - 1 if next_block else None
+
+
+def wait_for_block(block: int, *, timeout: float) -> int | None:
+    """Waits up to ``timeout`` seconds until the read models have applied ``block``; returns
+    :func:`checkpoint_block` (``>= block`` when they have). Sleeps on the projector's ``gx_checkpoint``
+    notification, never polls PostgreSQL; ``timeout=0`` only looks."""
+    current = checkpoint_block()
+    if (current is not None and current >= block) or timeout <= 0:
+        return current
+    deadline = time.monotonic() + timeout
+    with progress.listener().subscribe(after_block=block) as subscription:
+        while True:
+            subscription.arm()
+            current = checkpoint_block()
+            if (current is not None and current >= block) or not subscription.sleep(deadline):
+                return current

@@ -38,6 +38,7 @@ from django.utils import timezone
 from psycopg import errors as psycopg_errors
 
 from fabric_client.events import ChaincodeEvent, ChaincodeEventBlock
+from gxbackend import progress
 from identity.models import ProfileStatus, User, UserProfile
 from projector import metrics
 from projector.handlers import BlockEffects, MalformedEvent, WalletChange, fold_event
@@ -201,6 +202,8 @@ def _apply(blocks: list[ChaincodeEventBlock | PreparedBlock], name: str, *,
             checkpoint.last_event_at = now
         checkpoint.save(update_fields=["block_number", "transaction_id", "last_event_at", "error", "error_tx_id",
                                        "error_since", "updated_at"])
+        # Delivered at COMMIT: API requests waiting for these blocks wake then (gxbackend.progress).
+        progress.notify_checkpoint(checkpoint.block_number)
         for effects in folded:
             _maybe_crash("before_commit", effects.block_number)
     return results, folded

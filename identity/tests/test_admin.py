@@ -58,7 +58,12 @@ def test_approve_action_approves_and_enqueues_create_user(reviewer_client, perso
     assert "Approved 1 submission" in response.content.decode()
     person.refresh_from_db()
     assert person.status == ProfileStatus.APPROVED_PENDING_ONCHAIN
-    assert OutboxCommand.objects.get().command_type == CommandType.CREATE_USER
+    command = OutboxCommand.objects.get()
+    assert command.command_type == CommandType.CREATE_USER
+    # The reviewer is told which command to follow, and where an API client follows it.
+    assert f"command <a href=\"/admin/outbox/outboxcommand/{command.pk}/change/\">{command.command_id}</a>" \
+        in response.content.decode()
+    assert f"status_url /api/v1/commands/{command.command_id}" in response.content.decode()
     assert LogEntry.objects.filter(object_id=str(submission.pk)).exists()
 
 

@@ -28,7 +28,7 @@ def submit(profile, **overrides):
 
 def test_approval_moves_the_profile_on_and_enqueues_create_user(person, reviewer):
     submission = submit(person)
-    services.kyc_approve(submission_id=submission.pk, reviewer=reviewer, request_id="req-12345678")
+    approved = services.kyc_approve(submission_id=submission.pk, reviewer=reviewer, request_id="req-12345678")
     submission.refresh_from_db()
     person.refresh_from_db()
     assert (submission.status, submission.reviewed_by, person.status) == (
@@ -40,6 +40,7 @@ def test_approval_moves_the_profile_on_and_enqueues_create_user(person, reviewer
     assert command.payload == {"user_id": person.pk.hex, "biometric_hash": submission.biometric_hash,
                                "nationality": "NG", "age": str(age_on(date(1990, 5, 17), timezone.localdate()))}
     assert (command.requested_by, command.request_id) == (reviewer, "req-12345678")
+    assert approved.command == command  # the caller learns which command to follow
 
 
 def test_if_enqueueing_fails_nothing_of_the_approval_is_kept(person, reviewer, monkeypatch):

@@ -58,3 +58,70 @@ def test_unknown_ids_are_404_and_anonymous_callers_401(api_client, owner):
     assert api_client.get(f"/api/v1/commands/{uuid.uuid4()}").status_code == 404
     api_client.force_authenticate(None)
     assert api_client.get(f"/api/v1/commands/{uuid.uuid4()}").status_code == 401
+
+
+# --- visibility and ?wait= ----------------------------------------------------------------------------------
+def _commit(command, block_number: int) -> None:
+    outbox_claim(worker_id="w", limit=10)
+    outbox_record_endorsed(command_id=command.id, worker_id="w", tx_id="e" * 64, envelope=b"e")
+    outbox_record_committed(command_id=command.id, worker_id="w", block_number=block_number, result=None)
+
+
+def _projected_until(block_number: int) -> None:
+    """The projector's checkpoint after applying ``block_number`` (its next block to read is one more)."""
+    from django.db import transaction
+
+    from gxbackend import progress
+    from projector.models import Checkpoint
+    from projector.services import CHECKPOINT_NAME
+
+    with transaction.atomic():
+        Checkpoint.objects.update_or_create(name=CHECKPOINT_NAME, defaults={"block_number": block_number + 1})
+        progress.notify_checkpoint(block_number + 1)
+
+
+def _visibility(body: dict) -> tuple:
+    return body["status"], body["visible"], body["visible_at_block"], body["checkpoint_block"]
+
+
+def test_a_committed_command_is_visible_once_the_read_models_have_applied_its_block(api_client, owner):
+    command = enqueue_create_user(requested_by=owner)
+    api_client.force_authenticate(owner)
+    url = f"/api/v1/commands/{command.command_id}"
+    assert _visibility(api_client.get(url).json()) == ("PENDING", False, None, None)
+    _commit(command, 7)
+    _projected_until(6)
+    assert _visibility(api_client.get(url).json()) == ("COMMITTED", False, 7, 6)
+    _projected_until(7)
+    assert _visibility(api_client.get(url).json()) == ("COMMITTED", True, 7, 7)
+
+
+def test_a_failed_command_is_final_and_visible_at_once(api_client, owner):
+    from outbox.services import outbox_record_failed
+
+    command = enqueue_create_user(requested_by=owner)
+    outbox_claim(worker_id="w", limit=1)
+    outbox_record_failed(command_id=command.id, worker_id="w", error="[USER_EXISTS] no", chaincode_code="USER_EXISTS")
+    api_client.force_authenticate(owner)
+    response = api_client.get(f"/api/v1/commands/{command.command_id}?wait=30")
+    assert _visibility(response.json()) == ("FAILED", True, None, None)
+    assert "Retry-After" not in response
+
+
+@pytest.mark.parametrize("wait", ["-1", "31", "abc", "1.5", ""])
+def test_a_bad_wait_is_a_400_naming_the_parameter(api_client, owner, wait):
+    command = enqueue_create_user(requested_by=owner)
+    api_client.force_authenticate(owner)
+    response = api_client.get(f"/api/v1/commands/{command.command_id}", {"wait": wait})
+    assert response.status_code == 400, response.json()
+    assert list(response.json()["error"]["fields"]) == ["wait"]
+
+
+def test_the_wait_limit_is_a_setting(api_client, owner, settings):
+    settings.API_WAIT_MAX_SECONDS = 5
+    command = enqueue_create_user(requested_by=owner)
+    _commit(command, 3)
+    _projected_until(3)
+    api_client.force_authenticate(owner)
+    assert api_client.get(f"/api/v1/commands/{command.command_id}", {"wait": "6"}).status_code == 400
+    assert api_client.get(f"/api/v1/commands/{command.command_id}", {"wait": "5"}).json()["visible"] is True

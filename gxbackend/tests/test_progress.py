@@ -1,0 +1,149 @@
+"""Waiting for a write to be visible: NOTIFY wakes exactly the waiters it concerns, waits are bounded per
+process, and a process over its bound answers at once (gxbackend.progress, gxbackend.waits)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connections, transaction
+
+from gxbackend import progress, waits
+from identity.models import User
+from outbox.services import outbox_claim, outbox_record_committed, outbox_record_endorsed
+from outbox.tests.conftest import enqueue_create_user
+from projector.models import Checkpoint
+from projector.services import CHECKPOINT_NAME
+
+WAIT = 30  # the bound each waiting request asks for; every test ends long before it
+
+
+@pytest.fixture
+def owner(transactional_db):
+    return User.objects.create_user(email="waiter@example.com", password="x-very-long-password-1")
+
+
+class Request(threading.Thread):
+    """One API GET on its own thread (its own database connection, like a gunicorn thread)."""
+
+    def __init__(self, user, path: str) -> None:
+        super().__init__(daemon=True)
+        self.user, self.path = user, path
+        self.response = None
+        self.finished_at: float | None = None
+        self.start()
+
+    def run(self) -> None:
+        from rest_framework.test import APIClient
+
+        client = APIClient()
+        client.force_authenticate(self.user)
+        try:
+            self.response = client.get(self.path)
+        finally:
+            self.finished_at = time.monotonic()
+            connections.close_all()
+
+
+def wait_for_waiters(count: int, timeout: float = 10.0) -> None:
+    """Until ``count`` requests of this process sleep in a subscription (bounded; nothing timed is asserted)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = progress._listener
+        if current is not None and current.listening and len(current._subscriptions) >= count:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"{count} waiter(s) never subscribed")
+
+
+def commit(command, block_number: int) -> None:
+    outbox_claim(worker_id="w", limit=10)
+    outbox_record_endorsed(command_id=command.id, worker_id="w", tx_id="d" * 64, envelope=b"e")
+    outbox_record_committed(command_id=command.id, worker_id="w", block_number=block_number, result=None)
+
+
+def project_until(block_number: int) -> None:
+    with transaction.atomic():
+        Checkpoint.objects.update_or_create(name=CHECKPOINT_NAME, defaults={"block_number": block_number + 1})
+        progress.notify_checkpoint(block_number + 1)
+
+
+def test_a_waiting_command_read_answers_when_the_submitter_and_then_the_projector_notify(owner):
+    command = enqueue_create_user(requested_by=owner)
+    request = Request(owner, f"/api/v1/commands/{command.command_id}?wait={WAIT}")
+    wait_for_waiters(1)
+    commit(command, 4)  # committed (gx_command), but the read models are not there yet: it keeps waiting
+    project_until(3)  # gx_checkpoint for an earlier block: still waiting
+    time.sleep(0.3)
+    assert request.is_alive()
+    released = time.monotonic()
+    project_until(4)
+    request.join(WAIT)
+    assert not request.is_alive()
+    body = request.response.json()
+    assert (body["status"], body["visible"], body["visible_at_block"], body["checkpoint_block"]) == (
+        "COMMITTED", True, 4, 4)
+    # Woken by the notification, not by its bound: it answered within seconds of the block being applied.
+    assert request.finished_at - released < WAIT / 3
+
+
+def test_a_wallet_read_with_min_block_waits_for_that_block_and_says_stale_when_the_wait_ends_first(owner):
+    from projector.models import Wallet
+
+    Wallet.objects.create(user=owner, balance_qirat=5)
+    project_until(1)
+    base = f"/api/v1/users/{owner.pk}/wallet"
+    quick = Request(owner, f"{base}?min_block=2&wait=1")
+    quick.join(WAIT)
+    assert quick.response.status_code == 200
+    assert (quick.response.json()["stale"], quick.response.json()["checkpoint_block"]) == (True, 1)
+
+    waiting = Request(owner, f"{base}?min_block=2&wait={WAIT}")
+    wait_for_waiters(1)
+    project_until(2)
+    waiting.join(WAIT)
+    body = waiting.response.json()
+    assert (body["stale"], body["checkpoint_block"], body["balance_qirat"]) == (False, 2, "5")
+
+
+def test_over_the_bound_a_request_is_answered_at_once_with_retry_after(owner, settings):
+    settings.API_WAIT_MAX_WAITERS = 2
+    command = enqueue_create_user(requested_by=owner)
+    path = f"/api/v1/commands/{command.command_id}?wait={WAIT}"
+    held = [Request(owner, path) for _ in range(2)]
+    wait_for_waiters(2)
+    declined = Request(owner, path)
+    declined.join(WAIT / 3)
+    assert not declined.is_alive() and all(r.is_alive() for r in held)
+    assert declined.response.status_code == 200
+    assert declined.response["Retry-After"] == "1"
+    assert declined.response.json()["visible"] is False
+    commit(command, 2)
+    project_until(2)
+    for request in held:
+        request.join(WAIT)
+        assert request.response.json()["visible"] is True and "Retry-After" not in request.response
+
+
+def test_a_notification_wakes_only_the_waiters_it_concerns():
+    listener = progress.Listener()
+    command_5, command_6 = progress.Subscription(listener, 5, None), progress.Subscription(listener, 6, None)
+    block_9, block_10 = progress.Subscription(listener, None, 9), progress.Subscription(listener, None, 10)
+    listener._subscriptions.update({command_5, command_6, block_9, block_10})
+    listener.dispatch(progress.COMMAND_CHANNEL, "5")
+    listener.dispatch(progress.CHECKPOINT_CHANNEL, "10")  # next block 10: blocks up to 9 are applied
+    assert [s.event.is_set() for s in (command_5, command_6, block_9, block_10)] == [True, False, True, False]
+    listener.dispatch(progress.CHECKPOINT_CHANNEL, "not a number")  # ignored, logged
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("wait=10", 10), ("respond-async, wait=5", 5), ("WAIT = 7", 7), ('wait="3"', 3), ("wait=600", 30),
+    ("wait=10; foo=bar", 10), ("", None), ("wait=", None), ("wait=-1", None), ("wait=1.5", None),
+    ("handling=lenient", None),
+])
+def test_prefer_wait_follows_rfc_7240_and_is_capped(rf, header, seconds):
+    from rest_framework.request import Request as DrfRequest
+
+    request = DrfRequest(rf.post("/api/v1/transfers", HTTP_PREFER=header))
+    assert waits.prefer_wait(request) == seconds
