@@ -5,6 +5,8 @@ is CPU-bound and releases the GIL; each process hashes one password at a time (P
 two processes keep both cores busy hashing while the other threads serve database and cache work. Timeouts
 stay below the pod's grace period (deploy/k8s/base/svc-identity.yaml: terminationGracePeriodSeconds 40 =
 preStop sleep 5 + graceful_timeout 20 + margin).
+Requests waiting for a write to be visible (``?wait=``, ``Prefer: wait=``) hold a thread: at most
+API_WAIT_MAX_WAITERS of the GUNICORN_THREADS (both in backend-config), and SIGTERM releases them (post_worker_init).
 Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must be set in the environment *before* gunicorn
 starts (so every worker imports prometheus_client in multiprocess mode); the directory is wiped when the
 master starts and a dead worker's live gauges are dropped in ``child_exit``.
