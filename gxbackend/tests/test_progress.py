@@ -147,3 +147,47 @@ def test_prefer_wait_follows_rfc_7240_and_is_capped(rf, header, seconds):
 
     request = DrfRequest(rf.post("/api/v1/transfers", HTTP_PREFER=header))
     assert waits.prefer_wait(request) == seconds
+
+
+# --- one gunicorn worker process, as in the pod --------------------------------------------------------------
+def test_fifty_waiters_on_one_gunicorn_process_do_not_block_plain_requests(subprocess_env, owner):
+    """One worker with the pod's 4 threads and its bound of 2 waiters: 50 requests wait for a command at once;
+    GET /health still answers while the held ones wait, the others are answered at once with Retry-After, and
+    the held ones answer when the command becomes visible (NOTIFY reaching the worker's one LISTEN connection)."""
+    import concurrent.futures
+    import json
+    import urllib.request
+
+    from gxbackend.testing import http_get, running_gunicorn
+    from identity.tokens import tokens_for
+
+    command = enqueue_create_user(requested_by=owner)
+    auth = {"Authorization": f"Bearer {tokens_for(owner)['access']}"}
+    env = {**subprocess_env, "API_WAIT_MAX_WAITERS": "2", "LOG_LEVEL": "WARNING"}
+    with running_gunicorn(env, workers=1, threads=4) as base, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        url = f"{base}/api/v1/commands/{command.command_id}?wait={WAIT}"
+
+        def get() -> tuple[int, dict, bool]:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=WAIT * 2) as response:
+                return response.status, json.loads(response.read()), response.headers.get("Retry-After") == "1"
+
+        waiters = [pool.submit(get) for _ in range(50)]
+        # The 48 over the bound are answered at once (as without a wait), saying so.
+        deadline = time.monotonic() + WAIT / 2
+        while sum(f.done() for f in waiters) < 48 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answered = [f.result() for f in waiters if f.done()]
+        assert len(answered) == 48
+        assert all(status == 200 and not body["visible"] and declined for status, body, declined in answered)
+
+        status, body = http_get(f"{base}/health", timeout=WAIT / 2)
+        assert status == 200
+        held = [f for f in waiters if not f.done()]
+        assert len(held) == 2  # /health answered while they wait
+
+        commit(command, 3)
+        project_until(3)
+        for future in held:
+            status, body, declined = future.result(timeout=WAIT)
+            assert (status, body["status"], body["visible"], declined) == (200, "COMMITTED", True, False)
