@@ -191,3 +191,42 @@ def test_fifty_waiters_on_one_gunicorn_process_do_not_block_plain_requests(subpr
         for future in held:
             status, body, declined = future.result(timeout=WAIT)
             assert (status, body["status"], body["visible"], declined) == (200, "COMMITTED", True, False)
+
+
+def test_on_sigterm_a_gunicorn_worker_answers_its_waiting_requests_at_once(subprocess_env, owner):
+    """A wait may be longer than gunicorn's graceful timeout (20 s): on SIGTERM the worker releases its waiters,
+    which answer with what they have, instead of being cut off when the worker is killed."""
+    import urllib.request
+
+    from gxbackend.testing import running_gunicorn
+    from identity.tokens import tokens_for
+
+    command = enqueue_create_user(requested_by=owner)
+    auth = {"Authorization": f"Bearer {tokens_for(owner)['access']}"}
+    outcome: dict = {}
+
+    def wait(url: str) -> None:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=60) as response:
+            outcome["status"], outcome["body"] = response.status, response.read()
+
+    with running_gunicorn({**subprocess_env, "LOG_LEVEL": "WARNING"}, workers=1, threads=4) as base:
+        waiter = threading.Thread(target=wait, args=(f"{base}/api/v1/commands/{command.command_id}?wait={WAIT}",),
+                                  daemon=True)
+        waiter.start()
+        deadline = time.monotonic() + WAIT
+        while not _worker_listens() and time.monotonic() < deadline:  # the request subscribed
+            time.sleep(0.05)
+        assert _worker_listens()
+    # Leaving the block sent SIGTERM and waited for gunicorn to exit.
+    waiter.join(5)
+    assert outcome.get("status") == 200, outcome
+    assert b'"visible":false' in outcome["body"]
+
+
+def _worker_listens() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND query LIKE 'LISTEN gx_%%' AND pid <> pg_backend_pid()")
+        return cursor.fetchone()[0] > 0
