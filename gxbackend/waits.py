@@ -74,9 +74,9 @@ def prefer_wait(request: Request) -> int | None:
 
 @dataclass
 class Wait:
-    """How long this request may wait: ``seconds`` (0 when it asked for none or was declined)."""
+    """How long this request waited at most: ``seconds`` (0 when it asked for none, needed none or was declined
+    because the process held ``API_WAIT_MAX_WAITERS`` waiting requests already)."""
 
-    asked: int
     seconds: int
     declined: bool
 
@@ -93,9 +93,9 @@ def wait_until(seconds: int | None, look: Callable[[float], T], done: Callable[[
     when none is free. Returns the last look and how the wait went (counted in ``api_waits_total``)."""
     result = look(0)
     if not seconds or done(result):
-        return result, Wait(seconds or 0, 0, declined=False)
+        return result, Wait(0, declined=False)
     with progress.waiter_slot() as held:
-        wait = Wait(seconds, seconds if held else 0, declined=not held)
+        wait = Wait(seconds if held else 0, declined=not held)
         if held:
             result = look(seconds)
     if held:

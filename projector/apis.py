@@ -35,7 +35,7 @@ from outbox.models import OutboxCommand
 from outbox.selectors import command_visible, command_wait_visible
 from projector import transfers
 from projector.models import Transaction, TransactionKind, Wallet
-from projector.selectors import gx, transactions_for_user, wait_for_block, wallet_for_user
+from projector.selectors import checkpoint_block, gx, transactions_for_user, wait_for_block, wallet_for_user
 
 
 def _visible_user(request: Request, user_id: uuid.UUID) -> uuid.UUID:
@@ -106,7 +106,7 @@ def wait_for_freshness(request: Request) -> tuple[Freshness, waits.Wait]:
     params = waits.query(waits.FreshnessQuerySerializer, request)
     min_block = params.get("min_block")
     if min_block is None:
-        return Freshness(wait_for_block(0, timeout=0), None), waits.Wait(0, 0, declined=False)
+        return Freshness(checkpoint_block(), None), waits.Wait(0, declined=False)
     reached, wait = waits.wait_until(params["wait"], lambda seconds: wait_for_block(min_block, timeout=seconds),
                                      lambda checkpoint: checkpoint is not None and checkpoint >= min_block)
     return Freshness(reached, min_block), wait
