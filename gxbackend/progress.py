@@ -40,6 +40,9 @@ COMMAND_CHANNEL = "gx_command"
 CHECKPOINT_CHANNEL = "gx_checkpoint"
 RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS = 0.5, 10.0
 POLL_SECONDS = 0.25  # only without a LISTEN connection (SQLite, or PostgreSQL while reconnecting)
+APPLICATION_NAME = "gx-progress-listener"  # how the LISTEN connections show in pg_stat_activity
+HEARTBEAT_SECONDS = 5.0  # the LISTEN connection is checked this often (and by TCP keepalives) when quiet
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 WAITS = Counter("api_waits_total", "Requests that asked to wait for a write to be visible, by outcome: visible "
                 "(in time), timeout (the wait ended first), declined (too many waiters in this process).",
@@ -167,9 +170,13 @@ class Listener:
                     self.listening = True
                     delay = RECONNECT_MIN_SECONDS
                     self.wake_all()  # whatever happened while not listening: everyone looks again
+                    checked = time.monotonic()
                     while not self._stopping.is_set():
                         for notification in conn.notifies(timeout=1.0):
                             self.dispatch(notification.channel, notification.payload)
+                        if time.monotonic() - checked >= HEARTBEAT_SECONDS:
+                            conn.execute("SELECT 1")  # a connection that died quietly raises here, not never
+                            checked = time.monotonic()
             except Exception as exc:  # connection refused or lost: waiters poll meanwhile
                 if self.listening:
                     logger.warning("LISTEN connection lost (%s); waiters poll until it is back", exc)
@@ -188,8 +195,9 @@ class Listener:
 
 def listen_connection_params() -> dict[str, Any]:
     """psycopg connection arguments of the default database, for a dedicated autocommit connection."""
-    return {k: v for k, v in connection.get_connection_params().items()
-            if k not in ("cursor_factory", "context", "prepare_threshold")}
+    params = {k: v for k, v in connection.get_connection_params().items()
+              if k not in ("cursor_factory", "context", "prepare_threshold")}
+    return {**_KEEPALIVES, **params, "application_name": APPLICATION_NAME}
 
 
 _listener: Listener | None = None

@@ -223,10 +223,38 @@ def test_on_sigterm_a_gunicorn_worker_answers_its_waiting_requests_at_once(subpr
     assert b'"visible":false' in outcome["body"]
 
 
-def _worker_listens() -> bool:
+def _listener_pids() -> list[int]:
+    """The LISTEN connections open on this test's database (gunicorn's worker's, or this process's)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND query LIKE 'LISTEN gx_%%' AND pid <> pg_backend_pid()")
-        return cursor.fetchone()[0] > 0
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND application_name = %s", [progress.APPLICATION_NAME])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _worker_listens() -> bool:
+    return bool(_listener_pids())
+
+
+def test_a_waiter_still_answers_when_the_listen_connection_is_lost(owner):
+    """The listener's connection dies while a request waits and the change commits meanwhile (its NOTIFY lost):
+    the waiter looks again when the listener reconnects (polling in between), and answers long before its bound."""
+    from django.db import connection
+
+    command = enqueue_create_user(requested_by=owner)
+    request = Request(owner, f"/api/v1/commands/{command.command_id}?wait={WAIT}")
+    wait_for_waiters(1)
+    [pid] = _listener_pids()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    commit(command, 5)
+    project_until(5)
+    released = time.monotonic()
+    request.join(WAIT)
+    assert request.response.json()["visible"] is True
+    assert request.finished_at - released < WAIT / 3
+    deadline = time.monotonic() + 10
+    while (not progress._listener.listening or _listener_pids() in ([], [pid])) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert progress._listener.listening and _listener_pids() not in ([], [pid])  # it reconnected
