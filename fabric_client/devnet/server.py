@@ -10,9 +10,10 @@ One process plays the gateway peer, its endorser, a single orderer and the commi
 - **Orderer** (Submit): requires and verifies the envelope signature (FORBIDDEN otherwise), accepts duplicates,
   cuts a block when ``block_size`` transactions are pending or ``block_timeout`` after the first one arrived.
 - **Committer**: block 0 is a genesis block, so application blocks start at 1; per block it marks
-  DUPLICATE_TXID (already in the ledger or earlier in the block), BAD_PROPOSAL_TXID, ENDORSEMENT_POLICY_FAILURE
-  and MVCC_READ_CONFLICT (against committed state plus earlier VALID transactions of the block), applies only
-  VALID writes and stores only VALID transactions' events.
+  DUPLICATE_TXID (already in the ledger or earlier in the block), BAD_PROPOSAL_TXID, BAD_PAYLOAD, BAD_RWSET
+  (parsed before the endorsements are checked, as the peer's validation dispatcher does),
+  ENDORSEMENT_POLICY_FAILURE and MVCC_READ_CONFLICT (against committed state plus earlier VALID transactions of
+  the block), applies only VALID writes and stores only VALID transactions' events.
 - **CommitStatus** blocks until the tx id commits or the client's deadline passes (never "not found") and reports
   the first occurrence; **ChaincodeEvents** implements the start rules (Oldest/Newest → INVALID_ARGUMENT,
   NextCommit = height, ``after_transaction_id`` skip) and sends one message per block with matching events.
@@ -314,24 +315,31 @@ class Committer:
                 return TxRecord(tx_id, transaction_pb2.BAD_PAYLOAD)
             action_payload = transaction_pb2.ChaincodeActionPayload.FromString(transaction.actions[0].payload)
             prp = action_payload.action.proposal_response_payload
+            action = proposal_pb2.ChaincodeAction.FromString(
+                proposal_response_pb2.ProposalResponsePayload.FromString(prp).extension
+            )
+        except DecodeError:
+            return TxRecord(tx_id, transaction_pb2.BAD_PAYLOAD)
+        # As the peer's validation dispatcher (core/committer/txvalidator/v20/plugindispatcher): the read-write
+        # set is parsed before the endorsement policy is checked, and one that does not parse is BAD_RWSET.
+        try:
+            tx_rwset = rwset_pb2.TxReadWriteSet.FromString(action.results)
+            kv_sets = [(ns.namespace, kv_rwset_pb2.KVRWSet.FromString(ns.rwset)) for ns in tx_rwset.ns_rwset]
+        except DecodeError:
+            return TxRecord(tx_id, transaction_pb2.BAD_RWSET)
+        try:
             if not action_payload.action.endorsements:
                 return TxRecord(tx_id, transaction_pb2.ENDORSEMENT_POLICY_FAILURE)
             for endorsement in action_payload.action.endorsements:
                 signed = prp + endorsement.endorser
                 if not self._own_endorsements.signed(hashlib.sha256(signed).digest(), endorsement.signature):
                     self._membership.verify(endorsement.endorser, signed, endorsement.signature)
-            action = proposal_pb2.ChaincodeAction.FromString(
-                proposal_response_pb2.ProposalResponsePayload.FromString(prp).extension
-            )
-            tx_rwset = rwset_pb2.TxReadWriteSet.FromString(action.results)
         except AccessDenied:
             return TxRecord(tx_id, transaction_pb2.ENDORSEMENT_POLICY_FAILURE)
         except DecodeError:
             return TxRecord(tx_id, transaction_pb2.BAD_PAYLOAD)
         writes: dict[tuple[str, str], bytes | None] = {}
-        for ns_rwset in tx_rwset.ns_rwset:
-            namespace = ns_rwset.namespace
-            kv = kv_rwset_pb2.KVRWSet.FromString(ns_rwset.rwset)
+        for namespace, kv in kv_sets:
             for read in kv.reads:
                 expected = (read.version.block_num, read.version.tx_num) if read.HasField("version") else None
                 key = (namespace, read.key)

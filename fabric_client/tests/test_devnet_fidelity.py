@@ -32,7 +32,7 @@ from fabric_client import (
 )
 from fabric_client.devnet import DevnetServer, pki
 from fabric_client.signing import CURVE_ORDERS
-from fabric_client.tests.conftest import create_user, new_user_args
+from fabric_client.tests.conftest import create_user, invalid_copy, new_user_args
 
 N = CURVE_ORDERS["secp256r1"]
 
@@ -462,3 +462,19 @@ def test_a_client_that_rewrites_the_endorsed_writes_commits_as_endorsement_polic
     with pytest.raises(EvaluateError) as failure:
         tokenomics.evaluate("GetBalance", args[0])
     assert failure.value.chaincode_code == "USER_NOT_FOUND"  # nothing was written
+
+
+@pytest.mark.parametrize("code_name", ["BAD_PAYLOAD", "BAD_RWSET", "ENDORSEMENT_POLICY_FAILURE", "BAD_PROPOSAL_TXID"])
+def test_an_invalid_transaction_commits_with_its_code_writes_nothing_and_burns_its_tx_id(
+    gateway: Gateway, identity_contract: Contract, tokenomics: Contract, code_name: str
+) -> None:
+    args = new_user_args()
+    proposal = identity_contract.new_proposal("CreateUser", args)
+    status = invalid_copy(gateway, proposal.endorse(), code_name).submit().status(timeout=5)
+    assert (status.code_name, status.successful, status.transaction_id) == (code_name, False, proposal.transaction_id)
+    with pytest.raises(EvaluateError) as failure:
+        tokenomics.evaluate("GetBalance", args[0])
+    assert failure.value.chaincode_code == "USER_NOT_FOUND"  # nothing was written
+    with pytest.raises(EndorseError) as refused:  # the tx id is in the ledger: it can never commit again
+        proposal.endorse()
+    assert refused.value.duplicate_transaction
