@@ -165,8 +165,13 @@ def _replay_or_reject(existing: OutboxCommand, *, sender: UserProfile, to_user_i
 
 
 def _quote_fee(sender: UserProfile, recipient_onchain_id: str, amount_qirat: int) -> int:
-    recipient = UserProfile.objects.filter(user_id=uuid.UUID(hex=recipient_onchain_id)).first()
-    cross = recipient is not None and recipient.nationality != sender.nationality
+    nationality = UserProfile.objects.filter(user_id=uuid.UUID(hex=recipient_onchain_id)) \
+        .values_list("nationality", flat=True).first()
+    return _fee_between(sender, nationality, amount_qirat)
+
+
+def _fee_between(sender: UserProfile, recipient_nationality: str | None, amount_qirat: int) -> int:
+    cross = recipient_nationality is not None and recipient_nationality != sender.nationality
     return transfer_fee_qirat(amount_qirat=amount_qirat, cross_border=cross)
 
 
@@ -174,19 +179,27 @@ def held_by_transfers_in_flight(sender: UserProfile) -> tuple[int, int]:
     """``(qirat, count)`` of the sender's transfers the projected balance does not show yet, each holding its
     amount + fee: queued or on their way (PENDING, SUBMITTED), or committed in a block the projector has not
     applied yet (at or after its checkpoint). Failed ones hold nothing; a projector behind makes this larger,
-    never smaller (incoming transfers it has not applied are not counted either)."""
+    never smaller (incoming transfers it has not applied are not counted either).
+
+    Three queries whatever the number of transfers (checkpoint, transfers, their recipients' nationalities):
+    the transfer request runs this while it holds the sender's wallet row locked."""
     projected_until = Checkpoint.objects.filter(name=CHECKPOINT_NAME).values_list("block_number", flat=True).first()
-    rows = OutboxCommand.objects.filter(aggregate_id=sender.onchain_user_id, command_type=CommandType.TRANSFER) \
-        .filter(Q(status__in=UNFINISHED)
-                | Q(status=CommandStatus.COMMITTED, block_number__gte=projected_until or 0)) \
-        .values_list("payload", "result")
+    rows = list(OutboxCommand.objects.filter(aggregate_id=sender.onchain_user_id, command_type=CommandType.TRANSFER)
+                .filter(Q(status__in=UNFINISHED)
+                        | Q(status=CommandStatus.COMMITTED, block_number__gte=projected_until or 0))
+                .values_list("payload", "result"))
+    # Transfers not committed yet hold the fee quoted now (the chaincode takes its fee from the recipient's
+    # nationality at commit): one query for all their recipients.
+    unquoted = {payload["to_user_id"] for payload, result in rows if not (isinstance(result, dict) and "fee" in result)}
+    nationalities = dict(UserProfile.objects.filter(user_id__in=[uuid.UUID(hex=r) for r in unquoted])
+                         .values_list("user_id", "nationality")) if unquoted else {}
     held = 0
     for payload, result in rows:
         amount = int(payload["amount_qirat"])
         if isinstance(result, dict) and "fee" in result:  # committed: the fee the chaincode took
             held += amount + int(result["fee"])
         else:
-            held += amount + _quote_fee(sender, payload["to_user_id"], amount)
+            held += amount + _fee_between(sender, nationalities.get(uuid.UUID(hex=payload["to_user_id"])), amount)
     return held, len(rows)
 
 

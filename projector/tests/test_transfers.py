@@ -163,6 +163,33 @@ def test_failed_transfers_hold_nothing_and_committed_ones_hold_until_projected(w
     assert post(sender, {"to_user_id": str(recipient.pk), "amount": "0.005"}).status_code == 202
 
 
+def test_what_transfers_in_flight_hold_is_read_in_three_queries_however_many_there_are(
+    wallet_user, django_assert_num_queries
+):
+    from django.db import transaction
+
+    from outbox.services import outbox_enqueue
+    from projector.transfers import held_by_transfers_in_flight
+
+    sender = wallet_user(1000 * GX, nationality="NG")
+    sent = [("NG", 2 * GX), ("GH", 50 * GX), ("NG", 150 * GX), ("KE", 10 * GX), ("NG", 1)]
+    with transaction.atomic():
+        for nationality, amount in sent:
+            outbox_enqueue(command_type=CommandType.TRANSFER, aggregate_id=sender.pk.hex, payload={
+                "from_user_id": sender.pk.hex, "to_user_id": wallet_user(nationality=nationality).pk.hex,
+                "amount_qirat": amount})
+    # One committed in a block the projector has not applied: it holds the fee the chaincode took.
+    OutboxCommand.objects.filter(payload__amount_qirat="1").update(
+        status=CommandStatus.COMMITTED, block_number=9, result={"fee": "5"})
+    Checkpoint.objects.update_or_create(name=CHECKPOINT_NAME, defaults={"block_number": 8})
+    profile = UserProfile.objects.get(user=sender)
+
+    with django_assert_num_queries(3):  # checkpoint, transfers, recipients (the sender's wallet row is locked)
+        held = held_by_transfers_in_flight(profile)
+    # 2 GX free; 50 GX cross-border 0.15 %; 150 GX 0.1 %; 10 GX cross-border 0.15 %; 1 qirat + the taken 5
+    assert held == (2 * GX + (50 * GX + 75_000) + (150 * GX + 150_000) + (10 * GX + 15_000) + (1 + 5), 5)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_transfers_at_once_cannot_spend_the_same_funds(wallet_user, monkeypatch):
     from django.db import connection
