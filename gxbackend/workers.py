@@ -5,8 +5,9 @@ False: idle, sleep ``idle_seconds`` in short slices so a signal is noticed quick
 ``self.stopping``; the loop finishes the unit in progress, the subclass hands back what it holds in
 ``on_stop()``, and the command exits 0.
 
-Every worker serves ``/metrics``, ``/livez`` (the loop's heartbeat is fresh) and ``/readyz`` (``is_ready()``)
-on its metrics port from a small HTTP server thread.
+Every worker serves ``/metrics``, ``/livez`` (``is_live()``: the loop's heartbeat is fresh, plus whatever the
+subclass adds, e.g. its own threads) and ``/readyz`` (``is_ready()``) on its metrics port from a small HTTP
+server thread.
 
 After ``setup()`` the heap is settled for a long life (:func:`settle_heap`).
 """
@@ -50,7 +51,8 @@ def settle_heap() -> None:
 
 
 class WorkerCommand(BaseCommand):
-    """Subclasses implement ``setup()``, ``run_unit()`` and optionally ``on_stop()`` and ``is_ready()``."""
+    """Subclasses implement ``setup()``, ``run_unit()`` and optionally ``on_stop()``, ``is_ready()`` and
+    ``is_live()``."""
 
     worker_name = "worker"
     metrics_port_setting = ""
@@ -75,6 +77,12 @@ class WorkerCommand(BaseCommand):
 
     def is_ready(self) -> tuple[bool, str]:
         return True, "ok"
+
+    def is_live(self) -> tuple[bool, str]:
+        """False (``/livez`` 503: Kubernetes restarts the pod) when the loop has not beaten for
+        ``WORKER_HEARTBEAT_TIMEOUT``; subclasses add their own threads' health."""
+        age = self.heartbeat_age()
+        return age < settings.WORKER_HEARTBEAT_TIMEOUT, f"heartbeat {age:.1f}s ago"
 
     # -- machinery --------------------------------------------------------------------------------------
     def add_arguments(self, parser: Any) -> None:
@@ -149,8 +157,7 @@ class WorkerCommand(BaseCommand):
     def start_metrics_server(self, port: int) -> None:
         self.metrics_server = serve_worker_http(
             settings.WORKER_METRICS_HOST, port,
-            live=lambda: (self.heartbeat_age() < settings.WORKER_HEARTBEAT_TIMEOUT,
-                          f"heartbeat {self.heartbeat_age():.1f}s ago"),
+            live=self.is_live,
             ready=self.is_ready,
         )
         bound = self.metrics_server.server_address[1]

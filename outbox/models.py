@@ -3,7 +3,8 @@
 A row's life: PENDING (claimable when ``next_attempt_at`` has passed and no earlier command of the same
 aggregate is unfinished) → SUBMITTED (endorsed; tx id and signed envelope stored *before* Submit) →
 COMMITTED (VALID) or FAILED (chaincode error, final validation code, or ``max_attempts`` reached:
-``dead_lettered``). A lease (``locked_by``, ``locked_until``) says which submitter works on it.
+``dead_lettered``). A lease (``locked_by``, ``locked_until``, ``lease_token``) says which submitter, and which
+of its claims, works on it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class OutboxCommand(models.Model):
     next_attempt_at = models.DateTimeField()
     locked_by = models.CharField(max_length=128, blank=True, default="")
     locked_until = models.DateTimeField(null=True, blank=True)
+    # New at every claim; the holder's writes carry it, so a claim that outlived its lease (even one of the
+    # same process) can no longer write once the row was claimed again (outbox.services._fenced).
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
     tx_id = models.CharField(max_length=64, blank=True, default="")
     signed_envelope = models.BinaryField(null=True, blank=True)
     block_number = models.BigIntegerField(null=True, blank=True)

@@ -1,8 +1,9 @@
 """Writes of the outbox: enqueue (inside the caller's transaction), claim into leases, record outcomes, requeue.
 
 Every write a submitter makes about a command it is working on is *fenced* by its lease: the update carries
-``locked_by=<worker>``, so once a lease was taken over (it expired and another submitter claimed the row) the
-old holder's late writes change nothing and it stops (``LeaseLost``).
+``locked_by=<worker>`` and the claim's ``lease_token`` (new at every claim), so once a lease was taken over (it
+expired and another submitter, or another thread of the same one, claimed the row) the old holder's late
+writes change nothing and it stops (``LeaseLost``).
 """
 
 from __future__ import annotations
@@ -199,14 +200,19 @@ def outbox_claim(*, worker_id: str, limit: int, lease_seconds: float | None = No
 
 
 def outbox_claim_commands(
-    *, worker_id: str, limit: int, lease_seconds: float | None = None
+    *, worker_id: str, limit: int, lease_seconds: float | None = None, exclude_ids: Iterable[int] = (),
 ) -> list[OutboxCommand]:
     """Leases up to ``limit`` due commands to ``worker_id``, oldest first, and returns them as leased.
 
     A command is due when it is unfinished, its ``next_attempt_at`` has passed, nobody holds a live lease on
     it, and no earlier command of its aggregate is unfinished (per-user order: at most one command per user
     is ever in flight). Rows another claimer has locked are skipped (SKIP LOCKED), and the transaction is
-    over before this returns: the lease, not a lock, says who works on a row. Each claim counts an attempt.
+    over before this returns: the lease, not a lock, says who works on a row. Each claim counts an attempt
+    and gets a new ``lease_token``, which fences the claimer's writes (see :func:`_fenced`).
+
+    ``exclude_ids``: rows the caller is still working on. A process never claims one of its own rows again,
+    even when its lease expired (renewals failed for a while): the thread on it carries on, and would
+    otherwise race a second thread of the same process on the same row.
     """
     now = timezone.now()
     lease_until = now + timedelta(
@@ -224,14 +230,18 @@ def outbox_claim_commands(
             .filter(status__in=UNFINISHED, next_attempt_at__lte=now)
             .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
             .filter(id=Subquery(first_unfinished))
+            .exclude(id__in=list(exclude_ids))
             .order_by("id")[:limit]
         )
+        token = uuid.uuid4()  # one per claim: each row is in one claim at most once
         if commands:
             OutboxCommand.objects.filter(id__in=[c.id for c in commands]).update(
-                locked_by=worker_id, locked_until=lease_until, attempts=F("attempts") + 1, last_attempt_at=now,
+                locked_by=worker_id, locked_until=lease_until, lease_token=token, attempts=F("attempts") + 1,
+                last_attempt_at=now,
             )
     for command in commands:
         command.locked_by, command.locked_until, command.last_attempt_at = worker_id, lease_until, now
+        command.lease_token = token
         command.attempts += 1
     return commands
 
@@ -258,7 +268,7 @@ def outbox_release(*, worker_id: str, ids: Iterable[int]) -> int:
     A row already SUBMITTED keeps its tx id and envelope, so whoever claims it next resubmits the same bytes.
     """
     released = OutboxCommand.objects.filter(id__in=list(ids), locked_by=worker_id, status__in=UNFINISHED).update(
-        locked_by="", locked_until=None, attempts=F("attempts") - 1,
+        locked_by="", locked_until=None, lease_token=None, attempts=F("attempts") - 1,
     )
     if released:
         notify_submitters()
@@ -278,8 +288,11 @@ def relaxed_commit() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def _fenced(command_id: int, worker_id: str, *, durable: bool = False, failed: bool = False, **changes: Any) -> None:
-    """Updates the row only while ``worker_id`` holds its lease; raises LeaseLost otherwise.
+def _fenced(command_id: int, worker_id: str, token: uuid.UUID | None, *, durable: bool = False,
+            failed: bool = False, **changes: Any) -> None:
+    """Updates the row only while ``worker_id`` holds its lease from the claim whose lease token is ``token``;
+    raises LeaseLost otherwise. (``token`` None checks the worker alone: callers that claim one row at a
+    time, such as tests; the submitter always passes its claim's token.)
 
     ``failed``: the update makes the command finally FAILED; the reactions registered for its type run in
     the same transaction (:func:`register_failure_reaction`). Inside a caller's transaction (the submitter's
@@ -289,6 +302,8 @@ def _fenced(command_id: int, worker_id: str, *, durable: bool = False, failed: b
     """
     changes.setdefault("updated_at", timezone.now())
     rows = OutboxCommand.objects.filter(id=command_id, locked_by=worker_id)
+    if token is not None:
+        rows = rows.filter(lease_token=token)
     final = changes.get("status") in (CommandStatus.COMMITTED, CommandStatus.FAILED)
 
     def apply() -> int:
@@ -345,39 +360,47 @@ def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float
     return capped * (0.5 + 0.5 * (rng or random).random())
 
 
-def outbox_record_endorsed(*, command_id: int, worker_id: str, tx_id: str, envelope: bytes) -> None:
+def outbox_record_endorsed(*, command_id: int, worker_id: str, tx_id: str, envelope: bytes,
+                           lease_token: uuid.UUID | None = None) -> None:
     """Stores the tx id and the signed envelope *before* Submit, so a crash after this point resubmits the
     same transaction instead of making a second one."""
-    _fenced(command_id, worker_id, durable=True, status=CommandStatus.SUBMITTED, tx_id=tx_id,
+    _fenced(command_id, worker_id, lease_token, durable=True, status=CommandStatus.SUBMITTED, tx_id=tx_id,
             signed_envelope=envelope, submitted_at=timezone.now(), validation_code="", block_number=None)
 
 
-def outbox_record_committed(*, command_id: int, worker_id: str, block_number: int, result: Any) -> None:
+def outbox_record_committed(*, command_id: int, worker_id: str, block_number: int, result: Any,
+                            lease_token: uuid.UUID | None = None) -> None:
     """The tx id committed VALID: the command is done, and the next one of its aggregate becomes due (the
     finishing submitter wakes itself to claim it; other replicas find it when they next look)."""
-    _fenced(command_id, worker_id, status=CommandStatus.COMMITTED, block_number=block_number,
+    _fenced(command_id, worker_id, lease_token, status=CommandStatus.COMMITTED, block_number=block_number,
             validation_code="VALID", result=result, committed_at=timezone.now(), error_message="",
-            locked_by="", locked_until=None)
+            locked_by="", locked_until=None, lease_token=None)
 
 
 def outbox_record_failed(
     *, command_id: int, worker_id: str, error: str, chaincode_code: str = "", validation_code: str = "",
-    block_number: int | None = None, dead_letter: bool = False,
+    block_number: int | None = None, dead_letter: bool = False, envelope_refused: bool = False,
+    lease_token: uuid.UUID | None = None,
 ) -> None:
     """A final outcome: the chaincode said no (``chaincode_code``), the tx id committed with a final non-VALID
-    code, or the gateway refused for a reason no retry fixes (``dead_letter``: an operator must look)."""
+    code, or the gateway refused for a reason no retry fixes (``dead_letter``: an operator must look).
+
+    ``envelope_refused``: the orderer refused the envelope at its first Submit, so it was never ordered and
+    is dropped (the tx id stays for the record); a requeue then makes a new transaction."""
     changes: dict[str, Any] = {
         "status": CommandStatus.FAILED, "error_message": error[:4000], "chaincode_code": chaincode_code,
-        "dead_lettered": dead_letter, "locked_by": "", "locked_until": None,
+        "dead_lettered": dead_letter, "locked_by": "", "locked_until": None, "lease_token": None,
     }
     if validation_code:
         changes.update(validation_code=validation_code, block_number=block_number)
-    _fenced(command_id, worker_id, failed=True, **changes)
+    if envelope_refused:
+        changes["signed_envelope"] = None
+    _fenced(command_id, worker_id, lease_token, failed=True, **changes)
 
 
 def outbox_record_retry(
     *, command_id: int, worker_id: str, error: str, new_transaction: bool, validation_code: str = "",
-    block_number: int | None = None,
+    block_number: int | None = None, lease_token: uuid.UUID | None = None,
 ) -> bool:
     """A transient failure: schedule the next attempt with backoff, or dead-letter after ``max_attempts``.
 
@@ -386,7 +409,8 @@ def outbox_record_retry(
     retried, False when dead-lettered.
     """
     command = OutboxCommand.objects.only("attempts", "max_attempts").get(id=command_id)
-    changes: dict[str, Any] = {"error_message": error[:4000], "locked_by": "", "locked_until": None}
+    changes: dict[str, Any] = {"error_message": error[:4000], "locked_by": "", "locked_until": None,
+                               "lease_token": None}
     if validation_code:
         changes.update(validation_code=validation_code, block_number=block_number)
     if new_transaction:
@@ -395,16 +419,23 @@ def outbox_record_retry(
         # A stored envelope stays on the row: an operator's requeue resumes it rather than doubling it.
         changes.update(status=CommandStatus.FAILED, dead_lettered=True,
                        error_message=f"gave up after {command.attempts} attempts: {error}"[:4000])
-        _fenced(command_id, worker_id, failed=True, **changes)
+        _fenced(command_id, worker_id, lease_token, failed=True, **changes)
         return False
     changes["next_attempt_at"] = timezone.now() + timedelta(seconds=backoff_seconds(command.attempts))
-    _fenced(command_id, worker_id, **changes)
+    _fenced(command_id, worker_id, lease_token, **changes)
     return True
 
 
 def outbox_requeue(*, command_ids: Iterable[int] | None = None, failed: bool = False) -> int:
     """Operators: give FAILED commands (``command_ids``, or every FAILED one with ``failed``) a fresh attempt
-    budget. One that still holds a tx id and envelope goes back to SUBMITTED and resumes with those bytes."""
+    budget, so that every dead letter can finish.
+
+    A command whose stored envelope never received a validation code (its commit status was never learned)
+    goes back to SUBMITTED and resumes with those bytes: it may have committed meanwhile, and a second
+    transaction could move the money twice. Every other one starts a new transaction (new nonce, tx id and
+    envelope): no envelope, an envelope the orderer refused, or a tx id burned by committing with any
+    non-VALID code (``MVCC_READ_CONFLICT``, ``BAD_RWSET``, ``ENDORSEMENT_POLICY_FAILURE``…), which CommitStatus
+    would report again for ever (docs/FABRIC_GATEWAY.md §4: a burned tx id never commits again)."""
     rows = OutboxCommand.objects.filter(status=CommandStatus.FAILED)
     if command_ids is not None:
         rows = rows.filter(id__in=list(command_ids))
@@ -412,21 +443,14 @@ def outbox_requeue(*, command_ids: Iterable[int] | None = None, failed: bool = F
         return 0
     now = timezone.now()
     common = {"attempts": 0, "max_attempts": settings.OUTBOX_MAX_ATTEMPTS, "next_attempt_at": now,
-              "dead_lettered": False, "locked_by": "", "locked_until": None, "updated_at": now}
+              "dead_lettered": False, "locked_by": "", "locked_until": None, "lease_token": None,
+              "updated_at": now}
     with transaction.atomic():
-        resumed = rows.exclude(tx_id="").filter(signed_envelope__isnull=False).exclude(
-            validation_code__in=["VALID", *FINAL_TX_CODES]
-        ).update(status=CommandStatus.SUBMITTED, **common)
+        resumed = rows.exclude(tx_id="").filter(signed_envelope__isnull=False, validation_code="").update(
+            status=CommandStatus.SUBMITTED, **common)
         fresh = rows.update(status=CommandStatus.PENDING, tx_id="", signed_envelope=None, chaincode_code="",
                             **common)
         notify_submitters()
     return resumed + fresh
 
-
-#: Validation codes that burned a tx id: a requeue makes a new proposal rather than resubmitting it.
-FINAL_TX_CODES = (
-    "MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT", "ENDORSEMENT_POLICY_FAILURE", "BAD_CREATOR_SIGNATURE",
-    "BAD_PROPOSAL_TXID", "DUPLICATE_TXID", "INVALID_OTHER_REASON", "EXPIRED_CHAINCODE",
-    "CHAINCODE_VERSION_CONFLICT", "NOT_VALIDATED",
-)
 

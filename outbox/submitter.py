@@ -16,26 +16,35 @@ not dead-lettered); UNAVAILABLE, DEADLINE_EXCEEDED, infrastructure ABORTED, comm
 conflicts → retried with exponential backoff and jitter, dead-lettered after ``max_attempts``; refusals no retry
 can fix (access denied, orderer 4xx, unbracketed chaincode failures) → FAILED and dead-lettered at once.
 
-Test-only crash hook: ``GX_SUBMITTER_CRASH_AT`` = ``before_store`` (endorsed, envelope not stored),
-``after_endorse`` (envelope stored, not submitted) or ``after_submit`` (submitted, commit status not asked)
-makes the process ``os._exit(137)`` at that point, like ``kill -9``. Ignored unless ``DEBUG`` is on.
+Threads (:class:`Submitter`): ``2 × max_in_flight`` workers and two row writers (:class:`DbWriter`), each
+a :class:`WatchedThread` whose loop logs and survives any error of one unit of work. A thread that dies anyway,
+or stays busy on one unit longer than its calls' deadlines allow, makes :meth:`Submitter.health` (and so the
+process's ``/livez``) fail, so that Kubernetes restarts the pod instead of leaving it frozen. Every wait on
+another thread has a timeout (:class:`WriteTimeout`).
+
+Test-only hooks, ignored unless ``DEBUG`` is on: ``GX_SUBMITTER_CRASH_AT`` = ``before_store`` (endorsed,
+envelope not stored), ``after_endorse`` (envelope stored, not submitted) or ``after_submit`` (submitted, commit
+status not asked) makes the process ``os._exit(137)`` at that point, like ``kill -9``;
+``GX_SUBMITTER_FAULT`` = ``writer_dies`` / ``writer_hangs`` / ``worker_dies`` / ``worker_hangs`` makes the
+row writers (or the workers) die at, or hang in, their first unit of work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db import transaction as db_transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
@@ -65,6 +74,7 @@ class Write(Protocol):
     def __call__(self, function: Callable[..., T], /, **kwargs: Any) -> T: ...
 
 CRASH_ENV = "GX_SUBMITTER_CRASH_AT"
+FAULT_ENV = "GX_SUBMITTER_FAULT"
 RETRY_AS_NEW_TRANSACTION = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
 
 PROCESSED = Counter(
@@ -92,6 +102,83 @@ def crash_point(name: str) -> None:
     if settings.DEBUG and os.environ.get(CRASH_ENV) == name:
         logger.warning("crash hook %s: exiting", name)
         os._exit(137)
+
+
+class ThreadKilled(BaseException):
+    """Test-only: ends a thread past every ``except Exception`` guard, as an error no guard expects would."""
+
+
+def fault_point(name: str) -> None:
+    """Test-only (DEBUG): ``GX_SUBMITTER_FAULT=<name>_dies`` kills the calling thread here,
+    ``<name>_hangs`` blocks it for ever."""
+    if not settings.DEBUG:
+        return
+    fault = os.environ.get(FAULT_ENV, "")
+    if fault == f"{name}_dies":
+        raise ThreadKilled(f"fault hook: {threading.current_thread().name} dies")
+    if fault == f"{name}_hangs":
+        logger.warning("fault hook: %s hangs", threading.current_thread().name)
+        threading.Event().wait()
+
+
+_current = threading.local()
+
+
+class WatchedThread:
+    """A long-lived daemon thread whose health the process reports: alive, and not busy on one unit of work
+    for longer than ``stuck_after`` seconds (waiting for work, or for a Fabric slot, is not being busy).
+
+    ``loop(watch)`` runs for the life of the process and marks each unit with ``watch.busy()``; it guards its
+    units itself. Whatever still ends it is logged here, and :meth:`problem` says so from then on.
+    """
+
+    def __init__(self, name: str, loop: Callable[[WatchedThread], None], *, stuck_after: float) -> None:
+        self.name = name
+        self.stuck_after = stuck_after
+        self._loop = loop
+        self._busy_since: float | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        _current.watch = self
+        try:
+            self._loop(self)
+        except BaseException:
+            logger.critical("thread %s died", self.name, exc_info=True, extra={"thread_name": self.name})
+        else:
+            logger.critical("thread %s ended", self.name, extra={"thread_name": self.name})
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        self._busy_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._busy_since = None
+
+    def problem(self) -> str | None:
+        """None when healthy; otherwise what is wrong, for ``/livez``."""
+        if not self.thread.is_alive():
+            return f"{self.name} is dead"
+        since = self._busy_since
+        if since is not None and time.monotonic() - since > self.stuck_after:
+            return f"{self.name} is stuck ({time.monotonic() - since:.0f}s on one unit)"
+        return None
+
+
+@contextlib.contextmanager
+def _waiting() -> Iterator[None]:
+    """The current watched thread waits for other threads (a free Fabric slot): not stuck meanwhile."""
+    watch: WatchedThread | None = getattr(_current, "watch", None)
+    if watch is None or watch._busy_since is None:
+        yield
+        return
+    watch._busy_since = None
+    try:
+        yield
+    finally:
+        watch._busy_since = time.monotonic()
 
 
 def chaincode_call(command: OutboxCommand) -> tuple[str, list[str]]:
@@ -156,7 +243,8 @@ class _Slot:
 
     def acquire(self) -> None:
         if self._semaphore is not None:
-            self._semaphore.acquire()
+            with _waiting():
+                self._semaphore.acquire()
             self._held = True
 
     def release(self) -> None:
@@ -180,6 +268,8 @@ def process_command(
     command_id = command.id
     if command.locked_by != worker_id or command.status not in (CommandStatus.PENDING, CommandStatus.SUBMITTED):
         return "lost"
+    # Every write is fenced by this claim: if the row was claimed again meanwhile, it writes nothing.
+    lease: dict[str, Any] = {"worker_id": worker_id, "lease_token": command.lease_token}
     log = {"command_id": str(command.command_id), "request_id": command.request_id}
     _release_db()
     slot = _Slot(fabric_slots)
@@ -200,10 +290,10 @@ def process_command(
                 transaction = proposal.endorse()
             except EndorseError as exc:
                 slot.release()
-                return _endorse_failed(command, worker_id, exc, write)
+                return _endorse_failed(command, lease, exc, write)
             crash_point("before_store")
-            write(outbox_record_endorsed, command_id=command_id, worker_id=worker_id,
-                  tx_id=transaction.transaction_id, envelope=transaction.bytes())
+            write(outbox_record_endorsed, command_id=command_id, **lease, tx_id=transaction.transaction_id,
+                  envelope=transaction.bytes())
             _release_db()
             crash_point("after_endorse")
             try:
@@ -211,8 +301,10 @@ def process_command(
             except SubmitError as exc:
                 slot.release()
                 if exc.retryable:  # ambiguous: resend the same envelope next time
-                    return _retry(command, worker_id, write=write, error=f"submit: {exc}", new_transaction=False)
-                write(outbox_record_failed, command_id=command_id, worker_id=worker_id, dead_letter=True,
+                    return _retry(command, lease, write=write, error=f"submit: {exc}", new_transaction=False)
+                # The first Submit of a new envelope was refused: it was never ordered, so a requeue may make
+                # a new transaction.
+                write(outbox_record_failed, command_id=command_id, **lease, dead_letter=True, envelope_refused=True,
                       error=f"orderer refused the transaction: {exc}")
                 PROCESSED.labels("failed").inc()
                 return "failed"
@@ -224,25 +316,26 @@ def process_command(
         except CommitStatusError as exc:
             slot.release()
             if exc.retryable:
-                return _retry(command, worker_id, write=write, error=f"commit status: {exc}", new_transaction=False)
-            write(outbox_record_failed, command_id=command_id, worker_id=worker_id, dead_letter=True,
+                return _retry(command, lease, write=write, error=f"commit status: {exc}", new_transaction=False)
+            write(outbox_record_failed, command_id=command_id, **lease, dead_letter=True,
                   error=f"commit status refused: {exc}")
             PROCESSED.labels("failed").inc()
             return "failed"
         slot.release()
         if status.successful:
-            write(outbox_record_committed, command_id=command_id, worker_id=worker_id, block_number=status.block_number,
+            write(outbox_record_committed, command_id=command_id, **lease, block_number=status.block_number,
                   result=_decode_result(transaction.result))
             PROCESSED.labels("success").inc()
             DURATION.observe((timezone.now() - command.created_at).total_seconds())
             logger.info("command committed in block %s", status.block_number, extra=log)
             return "committed"
         if status.code_name in RETRY_AS_NEW_TRANSACTION:
-            return _retry(command, worker_id, write=write, error=f"transaction {tx_id} committed as {status.code_name}",
+            return _retry(command, lease, write=write, error=f"transaction {tx_id} committed as {status.code_name}",
                           new_transaction=True, validation_code=status.code_name, block_number=status.block_number)
-        write(outbox_record_failed, command_id=command_id, worker_id=worker_id, dead_letter=True,
-                             error=f"transaction {tx_id} committed as {status.code_name}",
-                             validation_code=status.code_name, block_number=status.block_number)
+        # Any other code burned the tx id for good: an operator's requeue makes a new transaction.
+        write(outbox_record_failed, command_id=command_id, **lease, dead_letter=True,
+              error=f"transaction {tx_id} committed as {status.code_name}",
+              validation_code=status.code_name, block_number=status.block_number)
         PROCESSED.labels("failed").inc()
         return "failed"
     except LeaseLost:
@@ -253,16 +346,16 @@ def process_command(
         _release_db()
 
 
-def _endorse_failed(command: OutboxCommand, worker_id: str, exc: EndorseError, write: Write) -> str:
+def _endorse_failed(command: OutboxCommand, lease: dict[str, Any], exc: EndorseError, write: Write) -> str:
     if exc.chaincode_code:
-        write(outbox_record_failed, command_id=command.id, worker_id=worker_id, chaincode_code=exc.chaincode_code,
-                             error=_chaincode_message(exc))
+        write(outbox_record_failed, command_id=command.id, **lease, chaincode_code=exc.chaincode_code,
+              error=_chaincode_message(exc))
         PROCESSED.labels("failed").inc()
         return "failed"
     if exc.retryable or exc.duplicate_transaction or exc.stale_proposal:
         # Nothing was stored or submitted: the next attempt builds and signs a fresh proposal.
-        return _retry(command, worker_id, write=write, error=f"endorse: {exc}", new_transaction=True)
-    write(outbox_record_failed, command_id=command.id, worker_id=worker_id, dead_letter=True, error=f"endorse: {exc}")
+        return _retry(command, lease, write=write, error=f"endorse: {exc}", new_transaction=True)
+    write(outbox_record_failed, command_id=command.id, **lease, dead_letter=True, error=f"endorse: {exc}")
     PROCESSED.labels("failed").inc()
     return "failed"
 
@@ -274,9 +367,9 @@ def _chaincode_message(exc: EndorseError) -> str:
     return str(exc)
 
 
-def _retry(command: OutboxCommand, worker_id: str, error: str, *, new_transaction: bool, write: Write = _direct,
-           validation_code: str = "", block_number: int | None = None) -> str:
-    retried = write(outbox_record_retry, command_id=command.id, worker_id=worker_id, error=error,
+def _retry(command: OutboxCommand, lease: dict[str, Any], error: str, *, new_transaction: bool,
+           write: Write = _direct, validation_code: str = "", block_number: int | None = None) -> str:
+    retried = write(outbox_record_retry, command_id=command.id, **lease, error=error,
                     new_transaction=new_transaction, validation_code=validation_code,
                     block_number=block_number)
     PROCESSED.labels("retried" if retried else "failed").inc()
@@ -285,62 +378,112 @@ def _retry(command: OutboxCommand, worker_id: str, error: str, *, new_transactio
     return "retried" if retried else "failed"
 
 
+class WriteTimeout(TimeoutError):
+    """A row write was not applied within the writer's timeout (its thread is stuck, dead or far behind)."""
+
+
 class DbWriter:
     """One thread that applies the submitter's row writes in batches: every write pending at that moment
     goes into one transaction, so N commands finishing together cost one commit (and one WAL flush) instead
-    of N. Callers block until their write is committed, so "envelope stored before Submit" still holds.
-    A batch is durable when any write in it is (the envelope store); the others relax the flush
-    (see ``outbox.services.relaxed_commit``).
+    of N. Callers block until their write is committed, so "envelope stored before Submit" still holds, but
+    never longer than ``timeout`` (:class:`WriteTimeout`; the write may still be applied later, fenced by the
+    lease). A batch is durable when any write in it is (the envelope store); the others relax the flush
+    (see ``outbox.services.relaxed_commit``). When a batch fails, its writes are applied again one by one, so
+    one failing write does not fail (and burn an attempt of) the innocent commands batched with it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, name: str = "submitter-db-writer", timeout: float = 60.0,
+                 stuck_after: float = 60.0) -> None:
+        self.timeout = timeout
         self._queue: queue.SimpleQueue[tuple[int, Callable[[], Any], bool, Future]] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name="submitter-db-writer", daemon=True).start()
+        self.watch = WatchedThread(name, self._run, stuck_after=stuck_after)
 
     def __call__(self, function: Callable[..., T], /, **kwargs: Any) -> T:
         future: Future = Future()
         self._queue.put((kwargs["command_id"], lambda: function(**kwargs), function is outbox_record_endorsed,
                          future))
-        return future.result()
+        try:
+            return future.result(timeout=self.timeout)
+        except TimeoutError:
+            if future.done():  # the write itself raised a TimeoutError
+                raise
+            raise WriteTimeout(f"{function.__name__} for command {kwargs['command_id']} was not written within "
+                               f"{self.timeout:g}s ({self.watch.problem() or 'writer busy'})") from None
 
-    def _run(self) -> None:
+    def _run(self, watch: WatchedThread) -> None:
         while True:
             batch = [self._queue.get()]
-            while True:
+            with watch.busy():
+                while True:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
                 try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            # Rows are locked in id order, as the claim and the lease renewal lock them: no deadlocks.
-            batch.sort(key=lambda item: item[0])
-            outcomes: list[tuple[Future, Any, BaseException | None]] = []
-            try:
-                with db_transaction.atomic():
-                    if not any(durable for _, _, durable, _ in batch):
-                        relaxed_commit()
-                    for _, write, _, future in batch:
-                        try:
-                            outcomes.append((future, write(), None))
-                        except LeaseLost as exc:  # changed nothing: the batch goes on
-                            outcomes.append((future, None, exc))
-            except Exception as exc:  # the database refused the batch: every caller learns it
-                outcomes = [(future, None, exc) for _, _, _, future in batch]
-            finally:
-                _release_db()
-            for future, result, error in outcomes:
-                if error is None:
-                    future.set_result(result)
-                else:
-                    future.set_exception(error)
+                    fault_point("writer")
+                    outcomes = self._apply(batch)
+                except Exception as exc:  # a bug here must not end the thread: the callers learn it
+                    logger.exception("submitter writer: a batch of %d write(s) failed", len(batch))
+                    outcomes = [(future, None, exc) for _, _, _, future in batch]
+                for future, result, error in outcomes:
+                    if future.done():
+                        continue
+                    if error is None:
+                        future.set_result(result)
+                    else:
+                        future.set_exception(error)
+
+    def _apply(self, batch: list[tuple[int, Callable[[], Any], bool, Future]]) -> list[
+            tuple[Future, Any, BaseException | None]]:
+        # Rows are locked in id order, as the claim and the lease renewal lock them: no deadlocks.
+        batch.sort(key=lambda item: item[0])
+        try:
+            return self._in_one_transaction(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [(batch[0][3], None, exc)]
+            logger.warning("a batch of %d writes failed (%s: %s); writing them one by one", len(batch),
+                           type(exc).__name__, exc)
+            _close_db_quietly()  # the failure may have broken the connection
+            return [outcome for item in batch for outcome in self._in_one_transaction([item], alone=True)]
+        finally:
+            _close_db_quietly()
+
+    @staticmethod
+    def _in_one_transaction(batch: list[tuple[int, Callable[[], Any], bool, Future]], *, alone: bool = False,
+                            ) -> list[tuple[Future, Any, BaseException | None]]:
+        outcomes: list[tuple[Future, Any, BaseException | None]] = []
+        try:
+            with db_transaction.atomic():
+                if not any(durable for _, _, durable, _ in batch):
+                    relaxed_commit()
+                for _, write, _, future in batch:
+                    try:
+                        outcomes.append((future, write(), None))
+                    except LeaseLost as exc:  # changed nothing: the batch goes on
+                        outcomes.append((future, None, exc))
+        except Exception as exc:
+            if not alone:
+                raise
+            return [(batch[0][3], None, exc)]
+        return outcomes
+
+
+def _close_db_quietly() -> None:
+    try:
+        _release_db()
+    except Exception:  # the connection is gone either way; the next use opens another
+        logger.exception("submitter: closing a database connection failed")
 
 
 class Submitter:
     """Claims due commands into leases and keeps up to ``max_in_flight`` Fabric transactions in flight.
 
-    The owner calls :meth:`submit_once` in its loop (it also renews leases) and :meth:`drain` on shutdown.
-    ``wake`` is called whenever a command finishes, since that may make the next command of its aggregate due.
-    Besides the commands in flight it holds up to ``prefetch`` claimed ones ready, so a thread that finishes
-    starts the next transaction at once instead of waiting for the next claim (leases cover them too).
+    The owner calls :meth:`submit_once` in its loop (it also renews leases), :meth:`health` for ``/livez`` and
+    :meth:`drain` on shutdown. ``wake`` is called whenever a command finishes, since that may make the next
+    command of its aggregate due. Besides the commands in flight it holds up to ``prefetch`` claimed ones
+    ready, so a thread that finishes starts the next transaction at once instead of waiting for the next claim
+    (leases cover them too).
     """
 
     def __init__(self, fabric: Fabric, *, worker_id: str, max_in_flight: int, batch_size: int,
@@ -353,19 +496,28 @@ class Submitter:
         self.wake = wake
         self.max_claimed = max_in_flight + (prefetch if prefetch is not None else max(1, max_in_flight // 2))
         self.claiming = True
+        # A write that waits longer than a lease is pointless (the lease may be gone); a writer busy on one
+        # batch for longer than the heartbeat timeout is stuck (a batch takes milliseconds).
+        heartbeat = settings.WORKER_HEARTBEAT_TIMEOUT
         # Envelope stores (durable, on the path of every transaction in flight) never queue behind outcomes.
-        self._store_writer, self._outcome_writer = DbWriter(), DbWriter()
+        self._store_writer = DbWriter(name="submitter-store-writer", timeout=lease_seconds, stuck_after=heartbeat)
+        self._outcome_writer = DbWriter(name="submitter-outcome-writer", timeout=lease_seconds,
+                                        stuck_after=heartbeat)
         self._queue: queue.SimpleQueue[OutboxCommand] = queue.SimpleQueue()
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
         self._renewed_at = time.monotonic()
         self.fabric_slots = threading.Semaphore(max_in_flight)
+        # The longest one unit may legitimately take: each Fabric call ends by its deadline and each of its
+        # (at most three) row writes by the write timeout; waiting for a Fabric slot does not count.
+        unit_seconds = (settings.FABRIC_ENDORSE_TIMEOUT + settings.FABRIC_SUBMIT_TIMEOUT
+                        + settings.FABRIC_COMMIT_STATUS_TIMEOUT + 3 * lease_seconds + heartbeat)
         # Twice as many threads as Fabric slots: when a block commits, every slot's thread goes to record its
         # outcome at once, and the spare threads refill the slots meanwhile (measured: with a quarter more
         # threads, slots sat idle after each block). Daemon threads: one stuck in a gRPC call must not keep
         # the process alive after a shutdown that handed its lease back.
-        for n in range(2 * max_in_flight):
-            threading.Thread(target=self._work, name=f"submitter-{n}", daemon=True).start()
+        self._workers = [WatchedThread(f"submitter-worker-{n}", self._work, stuck_after=unit_seconds)
+                         for n in range(2 * max_in_flight)]
 
     def write(self, function: Callable[..., T], /, **kwargs: Any) -> T:
         writer = self._store_writer if function is outbox_record_endorsed else self._outcome_writer
@@ -376,14 +528,24 @@ class Submitter:
         with self._lock:
             return len(self._in_flight)
 
+    def health(self) -> tuple[bool, str]:
+        """``(healthy, detail)``: every writer and worker thread alive and none stuck on one unit."""
+        threads = [self._store_writer.watch, self._outcome_writer.watch, *self._workers]
+        problems = [problem for thread in threads if (problem := thread.problem())]
+        if problems:
+            return False, "; ".join(problems)
+        return True, f"{len(threads)} submitter threads ok"
+
     def submit_once(self) -> bool:
         """Claims what fits into the free in-flight slots; True when it claimed something (call again)."""
         self.renew_leases()
-        free = self.max_claimed - self.in_flight
+        with self._lock:
+            mine = set(self._in_flight)
+        free = self.max_claimed - len(mine)
         if not self.claiming or free <= 0:
             return False
         commands = outbox_claim_commands(worker_id=self.worker_id, limit=min(self.batch_size, free),
-                                         lease_seconds=self.lease_seconds)
+                                         lease_seconds=self.lease_seconds, exclude_ids=mine)
         with self._lock:
             self._in_flight.update(c.id for c in commands)
             IN_FLIGHT.set(len(self._in_flight))
@@ -392,16 +554,23 @@ class Submitter:
         return bool(commands)
 
     def renew_leases(self, *, force: bool = False) -> None:
-        """Extends the leases of in-flight commands every third of the lease."""
+        """Extends the leases of in-flight commands every third of the lease (a database error is logged and
+        the next renewal tries again)."""
         if not force and time.monotonic() - self._renewed_at < self.lease_seconds / 3:
             return
         self._renewed_at = time.monotonic()
         with self._lock:
             ids = set(self._in_flight)
-        if ids:
-            lost = ids - outbox_renew_leases(worker_id=self.worker_id, ids=ids, lease_seconds=self.lease_seconds)
-            if lost:
-                logger.warning("leases lost on %d command(s): %s", len(lost), sorted(lost))
+        if not ids:
+            return
+        try:
+            held = outbox_renew_leases(worker_id=self.worker_id, ids=ids, lease_seconds=self.lease_seconds)
+        except DatabaseError as exc:
+            logger.warning("renewing %d lease(s) failed: %s", len(ids), exc)
+            return
+        lost = ids - held
+        if lost:
+            logger.warning("leases lost on %d command(s): %s", len(lost), sorted(lost))
 
     def drain(self, grace_seconds: float) -> int:
         """Stops claiming, waits up to ``grace_seconds`` for in-flight commands, then hands back the leases of
@@ -419,27 +588,42 @@ class Submitter:
         logger.info("handed back %d lease(s) at shutdown", released)
         return released
 
-    def _work(self) -> None:
+    def _work(self, watch: WatchedThread) -> None:
         while True:
             command = self._queue.get()
-            command_id = command.id
-            try:
-                if self.claiming:
-                    process_command(command, worker_id=self.worker_id, fabric=self.fabric, write=self.write,
-                                    fabric_slots=self.fabric_slots)
-                else:  # shutting down before it started: hand it back at once
-                    outbox_release(worker_id=self.worker_id, ids=[command_id])
-            except Exception as exc:
-                logger.exception("command %s: unexpected error", command_id)
+            with watch.busy():
                 try:
-                    retried = self.write(outbox_record_retry, command_id=command_id, worker_id=self.worker_id,
-                                         error=f"{type(exc).__name__}: {exc}", new_transaction=False)
-                    PROCESSED.labels("retried" if retried else "failed").inc()
-                except Exception:  # the lease expires and another attempt follows
-                    logger.exception("command %s: could not record the error", command_id)
-            finally:
-                _release_db()
-                with self._lock:
-                    self._in_flight.discard(command_id)
-                    IN_FLIGHT.set(len(self._in_flight))
-                self.wake()
+                    self._attempt(command)
+                finally:
+                    self._finished(command.id)
+
+    def _attempt(self, command: OutboxCommand) -> None:
+        command_id = command.id
+        try:
+            fault_point("worker")
+            if self.claiming:
+                process_command(command, worker_id=self.worker_id, fabric=self.fabric, write=self.write,
+                                fabric_slots=self.fabric_slots)
+            else:  # shutting down before it started: hand it back at once
+                outbox_release(worker_id=self.worker_id, ids=[command_id])
+        except Exception as exc:
+            logger.exception("command %s: unexpected error", command_id)
+            try:
+                retried = self.write(outbox_record_retry, command_id=command_id, worker_id=self.worker_id,
+                                     lease_token=command.lease_token, error=f"{type(exc).__name__}: {exc}",
+                                     new_transaction=False)
+                PROCESSED.labels("retried" if retried else "failed").inc()
+            except Exception:  # the lease expires and another attempt follows
+                logger.exception("command %s: could not record the error", command_id)
+
+    def _finished(self, command_id: int) -> None:
+        """Never raises: first of all the row leaves this process's flight, so its lease is no longer renewed
+        and it can be claimed again (by anyone) once the lease runs out, whatever the cleanup does after."""
+        with self._lock:
+            self._in_flight.discard(command_id)
+            IN_FLIGHT.set(len(self._in_flight))
+        for step in (_release_db, self.wake):
+            try:
+                step()
+            except Exception:
+                logger.exception("command %s: cleanup after the attempt failed", command_id)

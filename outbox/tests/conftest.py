@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from gxbackend.testing import ROOT, free_port
 from outbox.models import OutboxCommand
@@ -44,6 +45,23 @@ def enqueue_transfer(from_id: str, to_id: str, amount: int, **kwargs) -> OutboxC
         return outbox_enqueue(command_type="TRANSFER", aggregate_id=from_id,
                               payload={"from_user_id": from_id, "to_user_id": to_id, "amount_qirat": amount},
                               **kwargs)
+
+
+def attempt(command: OutboxCommand, fabric, worker: str = "w1") -> str:
+    """Claims ``command`` (making it due first) and makes one attempt at it."""
+    from outbox.services import outbox_claim
+    from outbox.submitter import process_command
+
+    OutboxCommand.objects.filter(id=command.id).update(next_attempt_at=timezone.now(), locked_until=None)
+    assert command.id in outbox_claim(worker_id=worker, limit=100), "command not claimable"
+    return process_command(command.id, worker_id=worker, fabric=fabric)
+
+
+def created_user(fabric) -> str:
+    """A user created on the chain through the outbox (500 GX genesis balance)."""
+    user_id = new_user_id()
+    assert attempt(enqueue_create_user(user_id), fabric) == "committed"
+    return user_id
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:

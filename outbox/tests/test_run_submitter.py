@@ -233,3 +233,23 @@ def test_on_sigterm_a_submitter_hands_back_what_it_cannot_finish_and_exits_0(sub
         if second is not None:
             second.stop()
         slow.kill()
+
+
+@pytest.mark.parametrize(("fault", "problem"), [
+    ("writer_dies", "submitter-store-writer is dead"),
+    ("writer_hangs", "submitter-store-writer is stuck"),
+    ("worker_dies", "submitter-worker-"),
+])
+def test_livez_fails_when_a_submitter_thread_died_or_hangs_so_that_the_pod_is_restarted(
+    start_submitter, fault, problem
+):
+    submitter = start_submitter(GX_SUBMITTER_FAULT=fault, WORKER_HEARTBEAT_TIMEOUT="2")
+    assert submitter.get("/livez")[0] == 200  # no work yet: every thread waits, healthy
+    enqueue_create_user()  # the first unit of work meets the fault
+    wait_until(lambda: submitter.get("/livez")[0] == 503, 30, f"/livez fails after {fault}")
+    body = json.loads(submitter.get("/livez")[1])
+    assert body["status"] == "unavailable" and problem in body["detail"]
+    if fault.endswith("_dies"):
+        assert any(json.loads(line).get("level") == "critical" and "died" in json.loads(line)["message"]
+                   for line in submitter.output().splitlines() if line.startswith("{")), "the death is logged"
+    assert submitter.process.poll() is None  # the loop itself runs on: the kubelet's restart ends it

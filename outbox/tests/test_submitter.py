@@ -6,28 +6,14 @@ import pytest
 from django.utils import timezone
 
 from outbox.models import CommandStatus, OutboxCommand
-from outbox.services import outbox_claim
-from outbox.submitter import process_command
-from outbox.tests.conftest import GENESIS, balance, enqueue_create_user, enqueue_transfer, new_user_id
+from outbox.tests.conftest import GENESIS, balance, created_user, enqueue_create_user, enqueue_transfer, new_user_id
+from outbox.tests.conftest import attempt as run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_outbox")]
 
 
 class Crash(Exception):
     pass
-
-
-def run(command: OutboxCommand, fabric, worker: str = "w1") -> str:
-    """Claims ``command`` (making it due first) and makes one attempt at it."""
-    OutboxCommand.objects.filter(id=command.id).update(next_attempt_at=timezone.now(), locked_until=None)
-    assert command.id in outbox_claim(worker_id=worker, limit=100), "command not claimable"
-    return process_command(command.id, worker_id=worker, fabric=fabric)
-
-
-def created_user(fabric) -> str:
-    user_id = new_user_id()
-    assert run(enqueue_create_user(user_id), fabric) == "committed"
-    return user_id
 
 
 def test_it_commits_a_command_and_records_tx_id_block_and_the_chaincode_result(fabric):

@@ -4,7 +4,8 @@ Loops over :meth:`Submitter.submit_once` (claim what fits into the free in-fligh
 for a PostgreSQL ``NOTIFY outbox_command`` (sent when a command is enqueued or finishes), for one of its own
 commands to finish, or for ``OUTBOX_POLL_INTERVAL`` (the polling fallback; the only wake-up on SQLite).
 SIGTERM: stop claiming, give in-flight commands ``OUTBOX_SHUTDOWN_GRACE_SECONDS``, hand back the leases of
-the rest, exit 0. Metrics, ``/livez`` and ``/readyz`` on ``SUBMITTER_METRICS_PORT``.
+the rest, exit 0. Metrics, ``/livez`` (the loop's heartbeat and every submitter thread alive and not stuck)
+and ``/readyz`` on ``SUBMITTER_METRICS_PORT``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ class Command(WorkerCommand):
             self.listener.close()
         if getattr(self, "fabric", None) is not None:
             self.fabric.gateway.close()
+
+    def is_live(self) -> tuple[bool, str]:
+        live, detail = super().is_live()
+        submitter = getattr(self, "submitter", None)
+        if not live or submitter is None:
+            return live, detail
+        return submitter.health()
 
     def is_ready(self) -> tuple[bool, str]:
         if self.stopping.is_set():

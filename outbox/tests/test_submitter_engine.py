@@ -1,0 +1,180 @@
+"""The Submitter engine in this process, on committed PostgreSQL rows and a devnet: claims of its own rows,
+threads that fail, the batched row writer."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError, DataError, transaction
+from django.utils import timezone
+
+from outbox import submitter as engine
+from outbox.models import CommandStatus, OutboxCommand
+from outbox.services import outbox_claim_commands, outbox_record_committed, outbox_record_retry
+from outbox.submitter import DbWriter, Submitter, WriteTimeout
+from outbox.tests.conftest import balance, enqueue_create_user, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_outbox")]
+
+
+def statuses(commands) -> list[str]:
+    by_id = dict(OutboxCommand.objects.filter(id__in=[c.id for c in commands]).values_list("id", "status"))
+    return [by_id[c.id] for c in commands]
+
+
+def run_until_committed(submitter: Submitter, commands, timeout: float = 30) -> None:
+    def committed() -> bool:
+        submitter.submit_once()
+        return statuses(commands) == [CommandStatus.COMMITTED] * len(commands)
+
+    wait_until(committed, timeout, lambda: f"every command is COMMITTED (now {statuses(commands)}, "
+                                           f"{submitter.in_flight} in flight, {submitter.health()[1]})", 0.05)
+
+
+# --- fencing: a process never works on one row on two threads ---------------------------------------------
+def test_a_submitter_does_not_claim_again_a_row_it_is_still_working_on_when_its_lease_ran_out(fabric, monkeypatch):
+    go_on = threading.Event()
+
+    def held_after_the_envelope_store(point: str) -> None:
+        if point == "after_endorse":
+            assert go_on.wait(30)
+
+    monkeypatch.setattr(engine, "crash_point", held_after_the_envelope_store)
+    submitter = Submitter(fabric, worker_id="w1", max_in_flight=4, batch_size=10, lease_seconds=60)
+    command = enqueue_create_user()
+    assert submitter.submit_once()
+    wait_until(lambda: OutboxCommand.objects.get(id=command.id).status == CommandStatus.SUBMITTED, 10,
+               "the envelope is stored")
+    claimed = OutboxCommand.objects.get(id=command.id)
+    # Renewals failed for a whole lease (the database was away): the row looks claimable.
+    OutboxCommand.objects.filter(id=command.id).update(locked_until=timezone.now() - timedelta(seconds=1))
+
+    assert submitter.submit_once() is False  # a second thread on the same row would race the first
+    again = OutboxCommand.objects.get(id=command.id)
+    assert (again.lease_token, again.attempts) == (claimed.lease_token, 1)
+    go_on.set()
+    run_until_committed(submitter, [command])
+    assert OutboxCommand.objects.get(id=command.id).tx_id == claimed.tx_id
+
+
+def test_a_claim_that_lost_its_row_to_a_newer_claim_of_the_same_worker_writes_nothing(fabric):
+    command = enqueue_create_user()
+    [old] = outbox_claim_commands(worker_id="w1", limit=1)
+    OutboxCommand.objects.filter(id=command.id).update(locked_until=timezone.now() - timedelta(seconds=1))
+    [new] = outbox_claim_commands(worker_id="w1", limit=1)  # same worker id, a newer claim
+    assert new.lease_token != old.lease_token
+
+    assert engine.process_command(old, worker_id="w1", fabric=fabric) == "lost"  # fenced at the envelope store
+    assert engine.process_command(new, worker_id="w1", fabric=fabric) == "committed"
+    row = OutboxCommand.objects.get(id=command.id)
+    assert (row.status, row.attempts) == (CommandStatus.COMMITTED, 2)
+    assert balance(fabric, command.aggregate_id) == 500_000_000  # created once
+
+
+# --- worker threads whose unit or cleanup fails --------------------------------------------------------------
+def failing_worker_cleanup(monkeypatch) -> None:
+    """A worker's database cleanup after each unit raises (the connection broke), as does nothing else."""
+    real_process, real_release = engine.process_command, engine._release_db
+    inside = threading.local()
+
+    def process_command(*args, **kwargs):
+        inside.unit = True
+        try:
+            return real_process(*args, **kwargs)
+        finally:
+            inside.unit = False
+
+    def release_db() -> None:
+        name = threading.current_thread().name
+        if name.startswith("submitter-") and "writer" not in name and not getattr(inside, "unit", False):
+            raise DatabaseError("connection already closed")
+        real_release()
+
+    monkeypatch.setattr(engine, "process_command", process_command)
+    monkeypatch.setattr(engine, "_release_db", release_db)
+
+
+def test_a_worker_whose_cleanup_raises_lets_go_of_its_command_and_goes_on_working(fabric, monkeypatch):
+    failing_worker_cleanup(monkeypatch)
+    # Two worker threads and room for two claimed commands: each finished command must leave the flight.
+    submitter = Submitter(fabric, worker_id="w1", max_in_flight=1, batch_size=10, lease_seconds=60)
+    commands = [enqueue_create_user() for _ in range(5)]
+    run_until_committed(submitter, commands)
+    assert submitter.in_flight == 0
+    assert submitter.health() == (True, "4 submitter threads ok")
+
+
+def test_a_command_whose_failure_could_not_be_recorded_is_not_leased_for_ever(fabric, monkeypatch):
+    failing_worker_cleanup(monkeypatch)
+    patched_process = engine.process_command
+    failures = {"process": 1, "record": 1}
+
+    def process_command(*args, **kwargs):
+        if failures["process"]:
+            failures["process"] -= 1
+            raise RuntimeError("a bug")
+        return patched_process(*args, **kwargs)
+
+    def record_retry(**kwargs):
+        if failures["record"]:
+            failures["record"] -= 1
+            raise DatabaseError("the database is away")
+        return outbox_record_retry(**kwargs)
+
+    monkeypatch.setattr(engine, "process_command", process_command)
+    monkeypatch.setattr(engine, "outbox_record_retry", record_retry)
+    submitter = Submitter(fabric, worker_id="w1", max_in_flight=2, batch_size=10, lease_seconds=2)
+    first = enqueue_create_user()
+    later = enqueue_create_user(first.aggregate_id + "0")  # another user: independent of the stranded row
+    # The failed attempt stays leased to us; once its lease runs out (it is no longer renewed), it is claimed
+    # again and commits.
+    run_until_committed(submitter, [first, later])
+    assert failures == {"process": 0, "record": 0}
+    row = OutboxCommand.objects.get(id=first.id)
+    assert row.attempts == 2 and submitter.in_flight == 0
+
+
+# --- the row writer ------------------------------------------------------------------------------------------
+def test_one_failing_write_in_a_batch_fails_alone_and_the_others_are_written():
+    commands = [enqueue_create_user() for _ in range(4)]
+    claimed = {c.id: c for c in outbox_claim_commands(worker_id="w1", limit=10)}
+    writer = DbWriter(name="test-writer", timeout=30)
+
+    def commit(command, result):
+        return writer(outbox_record_committed, command_id=command.id, worker_id="w1",
+                      lease_token=claimed[command.id].lease_token, block_number=7, result=result)
+
+    with ThreadPoolExecutor(4) as pool:
+        with transaction.atomic():
+            # The first write waits for this row lock: the next three queue up and go into one batch.
+            OutboxCommand.objects.select_for_update().get(id=commands[0].id)
+            first = pool.submit(commit, commands[0], {"ok": 0})
+            wait_until(lambda: writer._queue.qsize() == 0, 10, "the writer took the first write")
+            rest = [pool.submit(commit, commands[1], {"ok": 1}),
+                    pool.submit(commit, commands[2], {"bad": "\x00"}),  # PostgreSQL's jsonb refuses NUL
+                    pool.submit(commit, commands[3], {"ok": 3})]
+            wait_until(lambda: writer._queue.qsize() == 3, 10, "three writes are queued behind the first")
+        assert first.result(timeout=30) is None
+        with pytest.raises(DataError):
+            rest[1].result(timeout=30)
+        assert rest[0].result(timeout=30) is None and rest[2].result(timeout=30) is None
+
+    assert statuses(commands) == [CommandStatus.COMMITTED, CommandStatus.COMMITTED, CommandStatus.PENDING,
+                                  CommandStatus.COMMITTED]
+    assert OutboxCommand.objects.get(id=commands[3].id).result == {"ok": 3}
+    assert writer.watch.problem() is None
+
+
+def test_a_dead_writer_fails_its_health_and_its_callers_time_out_instead_of_waiting_for_ever(settings, monkeypatch):
+    settings.DEBUG = True
+    monkeypatch.setenv(engine.FAULT_ENV, "writer_dies")
+    command = enqueue_create_user()
+    [claimed] = outbox_claim_commands(worker_id="w1", limit=1)
+    writer = DbWriter(name="test-writer", timeout=0.5)
+    with pytest.raises(WriteTimeout, match="test-writer is dead"):
+        writer(outbox_record_retry, command_id=command.id, worker_id="w1", lease_token=claimed.lease_token,
+               error="x", new_transaction=False)
+    assert writer.watch.problem() == "test-writer is dead"
