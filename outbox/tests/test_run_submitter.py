@@ -9,6 +9,7 @@ import time
 from collections import Counter, defaultdict
 
 import grpc
+import psycopg
 import pytest
 
 from fabric_client import ChaincodeEventsError, X509Identity, connect
@@ -253,3 +254,50 @@ def test_livez_fails_when_a_submitter_thread_died_or_hangs_so_that_the_pod_is_re
         assert any(json.loads(line).get("level") == "critical" and "died" in json.loads(line)["message"]
                    for line in submitter.output().splitlines() if line.startswith("{")), "the death is logged"
     assert submitter.process.poll() is None  # the loop itself runs on: the kubelet's restart ends it
+
+
+def listener_pids() -> list[int]:
+    from django.db import connection
+
+    from outbox.listener import APPLICATION_NAME
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+                       [APPLICATION_NAME])
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def test_a_lost_listen_connection_is_re_established_with_backoff_and_notify_wakes_the_submitter_again(
+    start_submitter
+):
+    from django.db import connection
+
+    # It never polls within this test: only a NOTIFY can make it claim a command.
+    submitter = start_submitter(OUTBOX_POLL_INTERVAL="3600", LOG_LEVEL="INFO")
+
+    def listening() -> str:
+        return next(line for line in submitter.get("/metrics")[1].splitlines() if line.startswith("outbox_listening "))
+
+    assert listening() == "outbox_listening 1.0"
+    [first_pid] = listener_pids()
+    db = connection.settings_dict
+    # The test database refuses new connections for a while (a restart, a failover: our own connections stay)
+    # and the listener is cut off. (Only another database can change that setting of this one.)
+    with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"] or None,
+                         dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{db["NAME"]}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute("SELECT pg_terminate_backend(%s)", [first_pid])
+            wait_until(lambda: listening() == "outbox_listening 0.0", 20, "the submitter says it polls")
+            wait_until(lambda: submitter.output().count("LISTEN outbox_command unavailable") >= 2, 30,
+                       "two attempts to listen again were refused")
+        finally:
+            admin.execute(f'ALTER DATABASE "{db["NAME"]}" ALLOW_CONNECTIONS true')
+    wait_until(lambda: listening() == "outbox_listening 1.0", 60, "the submitter listens again")
+    assert listener_pids() not in ([], [first_pid])
+    assert "re-established after" in submitter.output()
+
+    command = enqueue_create_user()  # its NOTIFY is the only wake-up the submitter gets
+    wait_until(lambda: OutboxCommand.objects.get(id=command.id).status == CommandStatus.COMMITTED, 30,
+               "the command enqueued after the reconnection is committed")
+    assert submitter.terminate() == 0

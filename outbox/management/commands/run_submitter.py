@@ -2,7 +2,8 @@
 
 Loops over :meth:`Submitter.submit_once` (claim what fits into the free in-flight slots); when idle it waits
 for a PostgreSQL ``NOTIFY outbox_command`` (sent when a command is enqueued or finishes), for one of its own
-commands to finish, or for ``OUTBOX_POLL_INTERVAL`` (the polling fallback; the only wake-up on SQLite).
+commands to finish, or for ``OUTBOX_POLL_INTERVAL`` (the polling fallback; the only wake-up on SQLite). A lost
+LISTEN connection is re-established with backoff (:mod:`outbox.listener`, gauge ``outbox_listening``).
 SIGTERM: stop claiming, give in-flight commands ``OUTBOX_SHUTDOWN_GRACE_SECONDS``, hand back the leases of
 the rest, exit 0. Metrics, ``/livez`` (the loop's heartbeat and every submitter thread alive and not stuck)
 and ``/readyz`` on ``SUBMITTER_METRICS_PORT``.
@@ -23,6 +24,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 from gxbackend.workers import WorkerCommand
+from outbox.listener import NotifyListener
 from outbox.selectors import outbox_stats
 from outbox.services import NOTIFY_CHANNEL
 from outbox.submitter import DEAD_LETTERS, OLDEST_PENDING, QUEUE_DEPTH, Fabric, Submitter
@@ -61,8 +63,9 @@ class Command(WorkerCommand):
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        self.listener = None
-        self.listen()
+        self.listener = NotifyListener(NOTIFY_CHANNEL) if connection.vendor == "postgresql" else None
+        if self.listener is not None:
+            self.listener.ensure()
         self.gauges_at = 0.0
         self.fabric = Fabric.from_settings()
         self.submitter = Submitter(
@@ -116,25 +119,11 @@ class Command(WorkerCommand):
         with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending anyway
             os.write(self.wake_w, b"x")
 
-    def listen(self) -> None:
-        """LISTEN on a dedicated autocommit connection; on failure, polling alone keeps things moving."""
-        if connection.vendor != "postgresql":
-            return
-        import psycopg
-
-        params = {k: v for k, v in connection.get_connection_params().items()
-                  if k not in ("cursor_factory", "context", "prepare_threshold")}
-        try:
-            self.listener = psycopg.connect(**params, autocommit=True)
-            self.listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        except psycopg.Error as exc:
-            logger.warning("LISTEN unavailable, polling every %ss: %s", self.idle_seconds, exc)
-            self.listener = None
-
     def wait(self, timeout: float) -> bool:
-        """Waits for a NOTIFY, a finished command of our own, or ``timeout``; renews leases while idle."""
+        """Waits for a NOTIFY, a finished command of our own, or ``timeout``; renews leases while idle and
+        re-establishes a lost LISTEN when its retry is due."""
         fds = [self.wake_r]
-        if self.listener is not None:
+        if self.listener is not None and self.listener.ensure():
             fds.append(self.listener.fileno())
         ready, _, _ = select.select(fds, [], [], timeout)
         if ready:
@@ -153,14 +142,7 @@ class Command(WorkerCommand):
         except BlockingIOError:
             pass
         if self.listener is not None:
-            try:
-                for _ in self.listener.notifies(timeout=0.0):
-                    pass
-            except Exception as exc:  # connection lost: reconnect; poll meanwhile
-                logger.warning("LISTEN connection lost (%s), reconnecting", exc)
-                self.listener.close()
-                self.listener = None
-                self.listen()
+            self.listener.drain()
 
     def refresh_gauges(self) -> None:
         if time.monotonic() - self.gauges_at < GAUGE_REFRESH_SECONDS:
