@@ -247,9 +247,13 @@ def test_livez_fails_when_a_submitter_thread_died_or_hangs_so_that_the_pod_is_re
     submitter = start_submitter(GX_SUBMITTER_FAULT=fault, WORKER_HEARTBEAT_TIMEOUT="2")
     assert submitter.get("/livez")[0] == 200  # no work yet: every thread waits, healthy
     enqueue_create_user()  # the first unit of work meets the fault
-    wait_until(lambda: submitter.get("/livez")[0] == 503, 30, f"/livez fails after {fault}")
-    body = json.loads(submitter.get("/livez")[1])
-    assert body["status"] == "unavailable" and problem in body["detail"]
+    def livez() -> tuple[int, dict]:
+        status, body = submitter.get("/livez")
+        return status, json.loads(body)
+
+    wait_until(lambda: problem in livez()[1]["detail"], 30, f"/livez names the thread after {fault}")
+    status, body = livez()
+    assert (status, body["status"]) == (503, "unavailable") and problem in body["detail"]
     if fault.endswith("_dies"):
         assert any(json.loads(line).get("level") == "critical" and "died" in json.loads(line)["message"]
                    for line in submitter.output().splitlines() if line.startswith("{")), "the death is logged"
@@ -278,7 +282,7 @@ def test_a_lost_listen_connection_is_re_established_with_backoff_and_notify_wake
     def listening() -> str:
         return next(line for line in submitter.get("/metrics")[1].splitlines() if line.startswith("outbox_listening "))
 
-    assert listening() == "outbox_listening 1.0"
+    wait_until(lambda: listening() == "outbox_listening 1.0", 20, "the submitter listens")  # set up after /readyz
     [first_pid] = listener_pids()
     db = connection.settings_dict
     # The test database refuses new connections for a while (a restart, a failover: our own connections stay)
