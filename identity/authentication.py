@@ -1,4 +1,5 @@
-"""Bearer-token authentication for identity's views: simplejwt's, with the profile joined to the user."""
+"""Bearer-token authentication for every API view: simplejwt's, with the profile joined to the user and the
+token's session version checked against the row (a password change or deactivation revokes earlier tokens)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,21 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from identity.models import User
+from identity.tokens import session_is_current
 
 
 class ProfileJWTAuthentication(JWTAuthentication):
     """simplejwt's ``get_user`` (same checks, same errors) loading the profile in the same query.
 
-    User and profile share the primary key, so reading one's own profile then needs no second round trip.
+    User and profile share the primary key, so reading one's own profile then needs no second round trip. The
+    session check reads ``session_version`` from that same row: revocation costs no query.
     """
 
     def get_user(self, validated_token: Any) -> User:
@@ -34,6 +38,10 @@ class ProfileJWTAuthentication(JWTAuthentication):
         if api_settings.CHECK_REVOKE_TOKEN and validated_token.get(api_settings.REVOKE_TOKEN_CLAIM) \
                 != get_md5_hash_password(user.password):
             raise AuthenticationFailed(_("The user's password has been changed."), code="password_changed")
+        if not session_is_current(validated_token, user):
+            # DRF's exception, not simplejwt's (whose code the error body would report as authentication_failed).
+            raise exceptions.AuthenticationFailed(_("The session has ended (password changed or account "
+                                                    "deactivated); log in again."), code="session_revoked")
         return user
 
 

@@ -5,7 +5,9 @@ email are refused (429, ``Retry-After``) for ``LOGIN_LOCKOUT_BASE_SECONDS``; eve
 expires doubles the delay, up to ``LOGIN_LOCKOUT_MAX_SECONDS``. The failure count is forgotten after
 ``LOGIN_LOCKOUT_WINDOW_SECONDS`` without a failure, and a successful login clears it. Keying on the pair (as
 django-axes' ``[["username", "ip_address"]]``) means an attacker cannot lock a victim out from everywhere, and
-unknown emails are counted exactly like known ones (no account probing through the lockout).
+unknown emails are counted exactly like known ones (no account probing through the lockout). The email part of
+the key is :func:`identity.emails.email_key`, so spelling one address differently (case, ``ſ`` for ``s``, quotes,
+a zero-width space) is still the same pair. The API's login and the admin's share these counters.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
+from identity.emails import email_key
+
 
 def _now() -> float:
     # One seam for tests: the lock decision uses this clock, never the cache's TTL.
@@ -24,7 +28,8 @@ def _now() -> float:
 
 
 def _keys(email: str, ip: str) -> tuple[str, str]:
-    digest = hashlib.sha256(f"{email.strip().lower()}\x00{ip}".encode()).hexdigest()[:32]
+    # email_key drops surrogates and the like, so the encoding below cannot fail on any JSON string.
+    digest = hashlib.sha256(f"{email_key(email)}\x00{ip}".encode()).hexdigest()[:32]
     return f"login-failures:{digest}", f"login-locked-until:{digest}"
 
 

@@ -5,6 +5,11 @@ API serves (``id`` in every response is this UUID). The profile's ``status`` fol
 REGISTERED → PENDING_KYC_REVIEW → APPROVED_PENDING_ONCHAIN → ACTIVE ↔ FROZEN, or KYC_REJECTED (may resubmit).
 When the chain refuses the approved person's CREATE_USER, the profile goes back to PENDING_KYC_REVIEW and the
 submission back to the reviewers' queue (PENDING), both carrying the chain's reason in ``onchain_error``.
+
+One person, one identity: ``User.email_canonical`` holds :func:`identity.emails.email_key` of the email, unique,
+kept in step by ``save()`` and the manager's ``bulk_create``; every lookup by email goes through it.
+``User.session_version`` is copied into every token; a password change or a deactivation bumps it, which
+revokes every token issued before (``identity.authentication``, ``identity.services.auth_refresh``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import uuid
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
-from django.db.models.functions import Lower
+
+from identity.emails import canonical_email, email_key
 
 
 class UserManager(BaseUserManager["User"]):
@@ -23,7 +29,7 @@ class UserManager(BaseUserManager["User"]):
     def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
         if not email:
             raise ValueError("email is required")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user = self.model(email=canonical_email(email), **extra)  # InvalidEmail is a ValueError
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -34,12 +40,25 @@ class UserManager(BaseUserManager["User"]):
         return self.create_user(email, password, **extra)
 
     def get_by_natural_key(self, username: str | None) -> User:
-        return self.get(email__iexact=username)
+        # A unique column: at most one row, whatever the spelling (never MultipleObjectsReturned).
+        return self.get(email_canonical=email_key(username or ""))
+
+    def bulk_create(self, objs, *args: object, **kwargs: object) -> list[User]:
+        objs = list(objs)
+        for user in objs:  # save() is skipped by bulk_create; the key must not be
+            user.email_canonical = email_key(user.email)
+        return super().bulk_create(objs, *args, **kwargs)
 
 
 class User(AbstractBaseUser, PermissionsMixin):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    email = models.EmailField(max_length=254, unique=True, help_text="stored lower-cased")
+    email = models.EmailField(max_length=254, unique=True,
+                              help_text="identity.emails.canonical_email form: lower case, IDNA domain")
+    email_canonical = models.TextField(unique=True, editable=False,
+                                       help_text="identity.emails.email_key(email): every lookup by email uses it")
+    session_version = models.PositiveIntegerField(
+        default=0, editable=False,
+        help_text="copied into every token; bumped by a password change or a deactivation, revoking them all")
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(auto_now_add=True)
@@ -50,11 +69,31 @@ class User(AbstractBaseUser, PermissionsMixin):
     EMAIL_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
 
-    class Meta:
-        constraints = [models.UniqueConstraint(Lower("email"), name="identity_user_email_ci_unique")]
+    # is_active as loaded from the database (None for a new row): save() revokes tokens when it goes False.
+    _stored_is_active: bool | None = None
 
     def __str__(self) -> str:
         return self.email
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: list[str], values: list[object]) -> User:
+        user = super().from_db(db, field_names, values)
+        user._stored_is_active = user.__dict__.get("is_active")  # not a deferred load
+        return user
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        """Keeps ``email_canonical`` in step; a password change (``set_password``, not a hash upgrade at login,
+        which Django saves with ``_password`` cleared) or a deactivation bumps ``session_version``."""
+        changed = {"email_canonical"}
+        self.email_canonical = email_key(self.email)
+        if self._password is not None or (self._stored_is_active and not self.is_active):
+            self.session_version += 1
+            changed.add("session_version")
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, *changed}
+        super().save(*args, **kwargs)
+        self._stored_is_active = self.is_active
 
     @property
     def role(self) -> str:

@@ -7,6 +7,7 @@ import uuid
 from django.db.models import QuerySet
 
 from gxbackend.exceptions import Forbidden, NotFound
+from identity.emails import email_key
 from identity.models import KycStatus, KycSubmission, User, UserProfile
 
 _NOT_FOUND = "No such user."
@@ -47,9 +48,10 @@ def profile_get_own(*, actor: User, profile_id: uuid.UUID) -> UserProfile:
     return _own_profile(actor)
 
 
-def user_get_for_login(*, email: str) -> User | None:
-    """The active-or-not user with this email (case-insensitive), profile joined; None when unknown."""
-    return User.objects.select_related("profile").filter(email=email.strip().lower()).first()
+def user_get_by_email(*, email: str) -> User | None:
+    """The active-or-not user whose identity this email is (``email_key``: any case or aliasing spelling),
+    profile joined; None when unknown. One row at most: the key is unique."""
+    return User.objects.select_related("profile").filter(email_canonical=email_key(email)).first()
 
 
 def kyc_review_queue() -> QuerySet[KycSubmission]:

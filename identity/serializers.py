@@ -10,6 +10,8 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from identity.countries import ISO_3166_ALPHA2
+from identity.emails import MAX_LENGTH as MAX_EMAIL_LENGTH
+from identity.emails import InvalidEmail, canonical_email
 from identity.models import DocumentType, KycSubmission, ProfileStatus, UserProfile
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -82,6 +84,21 @@ def validate_sha256(value: str) -> str:
     return value
 
 
+class EmailAddressField(serializers.EmailField):
+    """An email address, as ``identity.emails.canonical_email`` accepts and writes it; a refusal is a 400 naming
+    the field with the reason (quoted, invisible characters, non-ASCII mailbox, mixed-script domain…)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", MAX_EMAIL_LENGTH)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        try:
+            return canonical_email(super().to_internal_value(data))
+        except InvalidEmail as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
 class NameField(serializers.CharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=100, trim_whitespace=True, allow_blank=False, **kwargs)
@@ -106,7 +123,8 @@ class ProfileOutputSerializer(serializers.Serializer):
 
 
 class RegisterInputSerializer(StrictInputSerializer):
-    email = serializers.EmailField(max_length=254)
+    email = EmailAddressField(help_text="Stored lower-cased with the domain in IDNA (punycode) form; quoted, "
+                                        "non-ASCII mailbox names and mixed-script domains are refused.")
     password = serializers.CharField(max_length=256, trim_whitespace=False, write_only=True,
                                      style={"input_type": "password"})
     first_name = NameField()
@@ -115,9 +133,6 @@ class RegisterInputSerializer(StrictInputSerializer):
     nationality = serializers.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
     phone = serializers.CharField(max_length=16, required=False, allow_blank=True, default="",
                                   help_text="E.164, e.g. +2348012345678")
-
-    def validate_email(self, value: str) -> str:
-        return value.strip().lower()
 
     def validate_nationality(self, value: str) -> str:
         return validate_country(value)

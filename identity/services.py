@@ -22,15 +22,18 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import Throttled
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from gxbackend.exceptions import Conflict, DomainError, NotFound, ValidationFailed
 from identity import lockout
+from identity.emails import InvalidEmail, canonical_email, email_key
 from identity.models import KycStatus, KycSubmission, ProfileStatus, User, UserProfile
-from identity.selectors import user_get_for_login
+from identity.selectors import user_get_by_email
 from identity.serializers import age_on
-from identity.tokens import tokens_for
+from identity.tokens import session_is_current, tokens_for
 from outbox.models import CommandType, OutboxCommand
 from outbox.services import outbox_enqueue
 
@@ -63,7 +66,12 @@ def user_register(
     *, email: str, password: str, first_name: str, last_name: str, date_of_birth: date, nationality: str,
     phone: str = "",
 ) -> UserProfile:
-    """Creates the login and its profile (status REGISTERED); 400 on a weak password, 409 on a taken email."""
+    """Creates the login and its profile (status REGISTERED); 400 on a refused email or a weak password, 409 when
+    the email is already an identity (in any spelling that ``email_key`` folds together)."""
+    try:
+        email = canonical_email(email)
+    except InvalidEmail as exc:
+        raise ValidationFailed("The email address is not accepted.", fields={"email": [str(exc)]}) from exc
     try:
         # The similarity validator compares the password with the person's own data.
         candidate = User(email=email)
@@ -72,10 +80,9 @@ def user_register(
     except DjangoValidationError as exc:
         raise ValidationFailed("The password is not strong enough.", fields={"password": list(exc.messages)}) \
             from exc
-    email = email.strip().lower()
     taken = Conflict("A user with this email already exists.", code="email_taken",
                      fields={"email": ["A user with this email already exists."]})
-    if User.objects.filter(email=email).exists():
+    if User.objects.filter(email_canonical=email_key(email)).exists():
         raise taken
     # Hash outside the transaction: Argon2 takes ~150 ms and needs no row lock.
     password_hash = make_password(password)
@@ -86,7 +93,7 @@ def user_register(
                 user=user, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth,
                 nationality=nationality, phone=phone,
             )
-    except IntegrityError as exc:  # a concurrent registration of the same email won the race
+    except IntegrityError as exc:  # a concurrent registration of the same identity won the race
         raise taken from exc
     return profile
 
@@ -108,44 +115,83 @@ class LoginResult:
     refresh: str
 
 
-def auth_login(*, email: str, password: str, client_ip: str) -> LoginResult:
-    """Checks the credentials under the (email, IP) lockout; returns a fresh token pair.
+def auth_verify_credentials(*, email: str, password: str, client_ip: str | None) -> User:
+    """The user these credentials belong to, checked under the (email, IP) lockout; the one implementation behind
+    the API's login and the admin's (``identity.backends.EmailBackend``).
 
-    Unknown email, wrong password and inactive account all answer 401 ``invalid_credentials`` after one
-    password-hash verification each. A locked (email, IP) answers 429 without verifying anything.
+    Unknown email, wrong password and inactive account all raise ``InvalidCredentials`` after one password-hash
+    verification each, and count towards the lockout. A locked (email, IP) raises ``LoginLocked`` without
+    verifying anything. ``client_ip=None`` (a call without a request, e.g. a shell) skips the lockout.
     """
-    retry_after, failures_on_record = lockout.check(email=email, ip=client_ip)
-    if retry_after:
-        raise LoginLocked(retry_after)
-    user = user_get_for_login(email=email)
+    failures_on_record = False
+    if client_ip is not None:
+        retry_after, failures_on_record = lockout.check(email=email, ip=client_ip)
+        if retry_after:
+            raise LoginLocked(retry_after)
+    user = user_get_by_email(email=email)
     if user is None:
         check_password(password, _dummy_password_hash())
         valid = False
     else:
         valid = user.check_password(password) and user.is_active
     if not valid:
-        lockout.record_failure(email=email, ip=client_ip)
+        if client_ip is not None:
+            lockout.record_failure(email=email, ip=client_ip)
         raise InvalidCredentials("The email or the password is wrong.")
     if failures_on_record:  # the common case (no earlier failure) costs no second cache round trip
         lockout.record_success(email=email, ip=client_ip)
+    return user
+
+
+def auth_login(*, email: str, password: str, client_ip: str) -> LoginResult:
+    """Checks the credentials (``auth_verify_credentials``); returns a fresh token pair."""
+    user = auth_verify_credentials(email=email, password=password, client_ip=client_ip)
     tokens = tokens_for(user)
     return LoginResult(user=user, profile=getattr(user, "profile", None), **tokens)
 
 
-def auth_refresh(*, refresh: str) -> dict[str, str]:
-    """A new access token and, refresh tokens rotating, a new refresh token; the used one is blacklisted."""
-    serializer = TokenRefreshSerializer(data={"refresh": refresh})
+def _refresh_token(raw: str) -> RefreshToken:
     try:
-        serializer.is_valid(raise_exception=True)
+        return RefreshToken(raw)  # signature, expiry, type, issuer/audience and the blacklist
     except TokenError as exc:
         raise InvalidToken(str(exc)) from exc
-    return serializer.validated_data
+
+
+def _token_user(token: RefreshToken) -> User:
+    """The token's user as the database has it now; refused when gone, inactive or revoked since issue."""
+    try:
+        user_id = uuid.UUID(str(token.get(api_settings.USER_ID_CLAIM)))
+    except ValueError as exc:
+        raise InvalidToken("Token contained no recognizable user identification") from exc
+    user = User.objects.filter(pk=user_id).first()
+    if user is None or not user.is_active or not session_is_current(token, user):
+        raise InvalidToken("The session has ended (password changed or account deactivated); log in again.")
+    return user
+
+
+def auth_refresh(*, refresh: str) -> dict[str, str]:
+    """A new pair for a valid refresh token, which is blacklisted (rotation): exactly one of two concurrent
+    refreshes with the same token wins. The new tokens' claims (``role``, ``session_version``) are read from the
+    database, so a demoted user's refreshed token carries no admin role; a deactivated user or a token issued
+    before a password change gets 401."""
+    token = _refresh_token(refresh)
+    user = _token_user(token)
+    with transaction.atomic():
+        outstanding, _ = OutstandingToken.objects.get_or_create(
+            jti=token[api_settings.JTI_CLAIM],
+            defaults={"user": user, "token": refresh, "created_at": token.current_time,
+                      "expires_at": datetime_from_epoch(token["exp"])})
+        _, blacklisted_now = BlacklistedToken.objects.get_or_create(token=outstanding)
+    if not blacklisted_now:  # a concurrent refresh used it first
+        raise InvalidToken("Token is blacklisted")
+    return tokens_for(user)
 
 
 def auth_logout(*, refresh: str) -> None:
     """Revokes a refresh token (blacklist): it can no longer be refreshed. Access tokens expire on their own."""
+    token = _refresh_token(refresh)
     try:
-        RefreshToken(refresh).blacklist()
+        token.blacklist()
     except TokenError as exc:
         raise InvalidToken(str(exc)) from exc
 

@@ -1,25 +1,40 @@
-"""JWTs: simplejwt tokens whose claims carry the user id (``user_id``) and the role (``role``)."""
+"""JWTs: simplejwt tokens whose claims carry the user id (``user_id``), the role (``role``) and the session
+version (``session_version``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from identity.models import User
 
+SESSION_VERSION_CLAIM = "session_version"
+
 
 class GxTokenObtainPairSerializer(TokenObtainPairSerializer):
     """The project's token serializer (``SIMPLE_JWT["TOKEN_OBTAIN_SERIALIZER"]``).
 
-    ``user_id`` is added by simplejwt (``USER_ID_CLAIM``); ``role`` is ``admin`` for staff, else ``user``. The
-    access token is derived from the refresh token and copies both claims, also after a refresh.
+    ``user_id`` is added by simplejwt (``USER_ID_CLAIM``); ``role`` is ``admin`` for staff, else ``user``;
+    ``session_version`` is the user's at issue. The access token is derived from the refresh token and copies
+    the claims; a refresh mints both from the database row again (``identity.services.auth_refresh``).
     """
 
     @classmethod
     def get_token(cls, user: User) -> RefreshToken:
         token = super().get_token(user)
         token["role"] = user.role
+        token[SESSION_VERSION_CLAIM] = user.session_version
         return token
+
+
+def session_is_current(token: Any, user: User) -> bool:
+    """False for a token issued before the user's last password change or deactivation.
+
+    Tokens issued before the claim existed carry none and count as version 0 (valid until the first change).
+    """
+    return token.get(SESSION_VERSION_CLAIM, 0) == user.session_version
 
 
 def tokens_for(user: User) -> dict[str, str]:

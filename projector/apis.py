@@ -29,7 +29,7 @@ from gxbackend.exceptions import NotFound
 from gxbackend.idempotency import idempotent
 from gxbackend.schema import ERROR_RESPONSE, IDEMPOTENCY_KEY
 from identity.models import UserProfile
-from identity.serializers import StrictInputSerializer
+from identity.serializers import EmailAddressField, StrictInputSerializer
 from outbox.apis import CommandOutputSerializer, render_command
 from outbox.models import OutboxCommand
 from outbox.selectors import command_visible, command_wait_visible
@@ -239,7 +239,7 @@ class TransferThrottle(SimpleRateThrottle):
 
 class TransferInputSerializer(StrictInputSerializer):
     to_user_id = serializers.UUIDField(required=False, help_text="The recipient's profile id (or give to_email).")
-    to_email = serializers.EmailField(required=False, max_length=254, help_text="The recipient's email.")
+    to_email = EmailAddressField(required=False, help_text="The recipient's email.")
     amount = serializers.CharField(required=False, trim_whitespace=False, max_length=40,
                                    help_text='GX as a decimal string, at most 6 decimals, > 0 (e.g. "12.5"); '
                                              "or give amount_qirat.")

@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from gxbackend.exceptions import Conflict, Forbidden, NotFound, Unprocessable, ValidationFailed
+from identity.emails import email_key
 from identity.models import ProfileStatus, User, UserProfile
 from outbox.models import UNFINISHED, CommandStatus, CommandType, OutboxCommand
 from outbox.services import outbox_enqueue
@@ -137,7 +138,7 @@ def _recipient_profile(*, to_user_id: uuid.UUID | None, to_email: str | None) ->
     if to_user_id is not None:
         profile, field = rows.filter(user_id=to_user_id).first(), "to_user_id"
     else:
-        profile, field = rows.filter(user__email=(to_email or "").strip().lower()).first(), "to_email"
+        profile, field = rows.filter(user__email_canonical=email_key(to_email or "")).first(), "to_email"
     if profile is None:
         message = "No user with this id." if field == "to_user_id" else "No user with this email."
         raise NotFound("The recipient does not exist.", code="recipient_not_found", fields={field: [message]})
