@@ -142,6 +142,8 @@ else:
 
 # --- Auth -----------------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "identity.User"
+# The admin logs in through the API's rules: the canonical email, the (email, IP) lockout, the per-IP login rate.
+AUTHENTICATION_BACKENDS = ["identity.backends.EmailBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},

@@ -6,6 +6,9 @@ transaction each, CREATE_USER enqueued on approval); Reject first shows a page a
 reviewer and the time are stored on the submission and in the admin's history (LogEntry). An approval whose
 CREATE_USER the chain refused comes back to the queue with the chain's answer ("refused on chain").
 Reviewers need the ``identity.change_kycsubmission`` permission; nothing here can be added or deleted.
+
+The admin's login goes through ``identity.backends.EmailBackend`` (the API's lockout and rate); its form says so
+when it refuses for either (``AdminLoginForm``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -22,7 +27,21 @@ from django.utils.html import format_html, format_html_join
 from gxbackend.admin import reason_form_page
 from gxbackend.exceptions import DomainError
 from identity import services
+from identity.backends import REFUSAL_ATTRIBUTE
 from identity.models import KycStatus, KycSubmission, User, UserProfile
+
+
+class AdminLoginForm(AdminAuthenticationForm):
+    """The admin's login form: a lockout or rate refusal is named (with its wait), not shown as a wrong password."""
+
+    def get_invalid_login_error(self) -> ValidationError:
+        refusal = getattr(self.request, REFUSAL_ATTRIBUTE, None)
+        if refusal:
+            return ValidationError(refusal, code="login_locked")
+        return super().get_invalid_login_error()
+
+
+admin.site.login_form = AdminLoginForm
 
 
 class ReviewStatusFilter(admin.SimpleListFilter):
