@@ -203,6 +203,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "register": env_str("THROTTLE_REGISTER", "20/hour"),
         "login": env_str("THROTTLE_LOGIN", "30/min"),
+        "refresh": env_str("THROTTLE_REFRESH", "60/min"),
+        "logout": env_str("THROTTLE_LOGOUT", "30/min"),
         "kyc": env_str("THROTTLE_KYC", "10/hour"),
         "transfer": env_str("THROTTLE_TRANSFER", "60/min"),
     },

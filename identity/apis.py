@@ -28,7 +28,7 @@ from identity.serializers import (
     RegisterInputSerializer,
     render_profile,
 )
-from identity.throttles import KycThrottle, LoginThrottle, RegisterThrottle
+from identity.throttles import KycThrottle, LoginThrottle, LogoutThrottle, RefreshThrottle, RegisterThrottle
 
 
 def _validated(serializer_class: type[serializers.Serializer], data: object, **kwargs: object) -> dict:
@@ -77,16 +77,20 @@ class LoginApi(_TokenEndpoint):
 
 
 class RefreshApi(_TokenEndpoint):
+    throttle_classes = [RefreshThrottle]
+
     @extend_schema(operation_id="auth_refresh", request=RefreshInputSerializer,
-                   responses={200: RefreshOutputSerializer, **error_responses(400, 401)}, auth=[], tags=["auth"])
+                   responses={200: RefreshOutputSerializer, **error_responses(400, 401, 429)}, auth=[], tags=["auth"])
     def post(self, request: Request) -> Response:
         tokens = services.auth_refresh(refresh=_validated(RefreshInputSerializer, request.data)["refresh"])
         return Response(RefreshOutputSerializer(tokens).data)
 
 
 class LogoutApi(_TokenEndpoint):
+    throttle_classes = [LogoutThrottle]
+
     @extend_schema(operation_id="auth_logout", request=RefreshInputSerializer,
-                   responses={204: None, **error_responses(400, 401)}, auth=[], tags=["auth"])
+                   responses={204: None, **error_responses(400, 401, 429)}, auth=[], tags=["auth"])
     def post(self, request: Request) -> Response:
         services.auth_logout(refresh=_validated(RefreshInputSerializer, request.data)["refresh"])
         return Response(status=status.HTTP_204_NO_CONTENT)

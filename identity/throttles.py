@@ -17,22 +17,36 @@ class _ScopeThrottle(SimpleRateThrottle):
         return client_ip(request)
 
 
-class RegisterThrottle(_ScopeThrottle):
+class _PerAddressThrottle(_ScopeThrottle):
+    """Requests of one scope per client IP (the routes that take no bearer token)."""
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class RegisterThrottle(_PerAddressThrottle):
     """Registrations per client IP."""
 
     scope = "register"
 
-    def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
-
-class LoginThrottle(_ScopeThrottle):
-    """Login attempts per client IP (the lockout separately limits one email from one IP)."""
+class LoginThrottle(_PerAddressThrottle):
+    """Login attempts per client IP, the API's and the admin's together (the lockout separately limits one email
+    from one IP). ``view`` may be None: the admin's backend calls it outside DRF."""
 
     scope = "login"
 
-    def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+class RefreshThrottle(_PerAddressThrottle):
+    """Token refreshes per client IP."""
+
+    scope = "refresh"
+
+
+class LogoutThrottle(_PerAddressThrottle):
+    """Logouts (refresh-token revocations) per client IP."""
+
+    scope = "logout"
 
 
 class KycThrottle(_ScopeThrottle):

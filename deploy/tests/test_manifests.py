@@ -49,6 +49,7 @@ def test_the_overlay_renders_every_resource_the_operator_needs(mainnet):
         ("Service", "svc-identity"), ("Service", "outbox-submitter-metrics"), ("Service", "projector-metrics"),
         ("HorizontalPodAutoscaler", "svc-identity"), ("PodDisruptionBudget", "svc-identity"),
         ("Job", "gxbackend-migrate"), ("CronJob", "gxbackend-purge-idempotency-records"),
+        ("CronJob", "gxbackend-purge-expired-tokens"),
         ("ServiceAccount", "gxbackend-maintenance"), ("NetworkPolicy", "default-deny-all"),
         ("ServiceMonitor", "svc-identity"), ("ServiceMonitor", "outbox-submitter"), ("ServiceMonitor", "projector"),
         ("PrometheusRule", "gxbackend"), ("ConfigMap", "gxbackend-grafana-dashboard"),
@@ -267,13 +268,17 @@ def test_the_migration_job_runs_migrate(mainnet):
     assert pod_spec(job)["restartPolicy"] == "Never"
 
 
-def test_idempotency_records_are_purged_daily_by_a_command_the_code_has(mainnet):
+@pytest.mark.parametrize("name,command", [
+    ("gxbackend-purge-idempotency-records", "purge_idempotency_records"),
+    ("gxbackend-purge-expired-tokens", "purge_expired_tokens"),
+])
+def test_housekeeping_runs_daily_by_a_command_the_code_has(mainnet, name, command):
     from django.core.management import get_commands
 
-    cron = by_kind(mainnet, "CronJob")["gxbackend-purge-idempotency-records"]
-    command = pod_spec(cron)["containers"][0]["command"]
-    assert command[:3] == ["python", "manage.py", "purge_idempotency_records"]
-    assert command[2] in get_commands()
+    cron = by_kind(mainnet, "CronJob")[name]
+    argv = pod_spec(cron)["containers"][0]["command"]
+    assert argv[:3] == ["python", "manage.py", command]
+    assert argv[2] in get_commands()
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     minute, hour, *every_day = cron["spec"]["schedule"].split()
     assert every_day == ["*", "*", "*"] and minute.isdigit() and hour.isdigit()

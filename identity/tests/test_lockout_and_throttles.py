@@ -1,4 +1,5 @@
-"""Brute force and abuse: the (email, IP) login lockout with a growing delay, per-route throttles, client IP."""
+"""Brute force and abuse: the (email, IP) login lockout with a growing delay, per-route throttles (register,
+login, refresh, logout, KYC), client IP."""
 
 import pytest
 
@@ -6,7 +7,7 @@ from identity import lockout
 from identity.tests.conftest import PASSWORD, kyc_body, register_body
 
 pytestmark = pytest.mark.django_db
-LOGIN = "/api/v1/auth/login"
+LOGIN, REFRESH, LOGOUT = "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout"
 
 
 @pytest.fixture(autouse=True)
@@ -139,3 +140,29 @@ def test_kyc_submissions_are_throttled_per_user(client_for, person, settings):
     refused = client.post(f"/api/v1/users/{person.pk}/kyc", kyc_body(), format="json")
     assert refused.status_code == 429  # throttled before the 409 of the pending submission
     assert refused.json()["error"]["code"] == "throttled"
+
+
+def token_refresh(api_client, token, **extra):
+    return api_client.post(REFRESH, {"refresh": token}, format="json", **extra)
+
+
+def test_refreshes_are_throttled_per_client_address(api_client, person, settings):
+    rates(settings, refresh="2/min")
+    tokens = login(api_client, person.user.email).json()
+    first = token_refresh(api_client, tokens["refresh"], REMOTE_ADDR="198.51.100.1").json()
+    second = token_refresh(api_client, first["refresh"], REMOTE_ADDR="198.51.100.1").json()
+    refused = token_refresh(api_client, second["refresh"], REMOTE_ADDR="198.51.100.1")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "throttled"
+    assert int(refused["Retry-After"]) > 0
+    assert token_refresh(api_client, second["refresh"], REMOTE_ADDR="198.51.100.2").status_code == 200
+
+
+def test_logouts_are_throttled_per_client_address(api_client, person, settings):
+    rates(settings, logout="1/min")
+    first, second = (login(api_client, person.user.email).json() for _ in range(2))
+    assert api_client.post(LOGOUT, {"refresh": first["refresh"]}, format="json",
+                           REMOTE_ADDR="198.51.100.1").status_code == 204
+    refused = api_client.post(LOGOUT, {"refresh": second["refresh"]}, format="json", REMOTE_ADDR="198.51.100.1")
+    assert refused.status_code == 429
+    assert api_client.post(LOGOUT, {"refresh": second["refresh"]}, format="json",
+                           REMOTE_ADDR="198.51.100.2").status_code == 204
