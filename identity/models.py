@@ -86,7 +86,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         which Django saves with ``_password`` cleared) or a deactivation bumps ``session_version``."""
         changed = {"email_canonical"}
         self.email_canonical = email_key(self.email)
-        if self._password is not None or (self._stored_is_active and not self.is_active):
+        revoke = self._password is not None or (self._stored_is_active and not self.is_active)
+        if revoke and not self._state.adding:  # a new user has no session to end
             self.session_version += 1
             changed.add("session_version")
         update_fields = kwargs.get("update_fields")

@@ -126,7 +126,7 @@ def test_two_spellings_of_one_address_are_one_identity(api_client, first, second
 @pytest.mark.django_db
 def test_a_look_alike_of_a_staff_address_cannot_block_the_staff_admin_login(api_client, client, make_person):
     staff = make_person(staff=True, email="staff@example.com").user
-    for impostor in ("\u017ftaff@example.com", "\u0073taff@EXAMPLE.com", '"staff"@example.com'):
+    for impostor in ("\u017ftaff@example.com", "Staff@EXAMPLE.com", '"staff"@example.com'):
         assert register(api_client, impostor).status_code in (400, 409)
     # Not even a row written behind the API's back: the unique key is the database's own word.
     for impostor in ("\u017ftaff@example.com", "STAFF@example.com", "st\u200baff@example.com"):
