@@ -157,16 +157,41 @@ def _refresh_token(raw: str) -> RefreshToken:
         raise InvalidToken(str(exc)) from exc
 
 
+def _claimed_user_id(token: RefreshToken) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(token.get(api_settings.USER_ID_CLAIM)))
+    except ValueError:
+        return None
+
+
 def _token_user(token: RefreshToken) -> User:
     """The token's user as the database has it now; refused when gone, inactive or revoked since issue."""
-    try:
-        user_id = uuid.UUID(str(token.get(api_settings.USER_ID_CLAIM)))
-    except ValueError as exc:
-        raise InvalidToken("Token contained no recognizable user identification") from exc
+    user_id = _claimed_user_id(token)
+    if user_id is None:
+        raise InvalidToken("Token contained no recognizable user identification")
     user = User.objects.filter(pk=user_id).first()
     if user is None or not user.is_active or not session_is_current(token, user):
         raise InvalidToken("The session has ended (password changed or account deactivated); log in again.")
     return user
+
+
+def _blacklist(token: RefreshToken, raw: str) -> None:
+    """Blacklists a verified refresh token; exactly one of two concurrent calls succeeds, the other gets 401.
+
+    simplejwt's ``blacklist()`` would answer both, and reads the user without checking the claim's form.
+    """
+    def owner() -> User | None:  # only for a token issued before outstanding rows were recorded
+        user_id = _claimed_user_id(token)
+        return User.objects.filter(pk=user_id).first() if user_id else None
+
+    with transaction.atomic():
+        outstanding, _ = OutstandingToken.objects.get_or_create(
+            jti=token[api_settings.JTI_CLAIM],
+            defaults={"user": owner, "token": raw, "created_at": token.current_time,
+                      "expires_at": datetime_from_epoch(token["exp"])})
+        _, blacklisted_now = BlacklistedToken.objects.get_or_create(token=outstanding)
+    if not blacklisted_now:
+        raise InvalidToken("Token is blacklisted")
 
 
 def auth_refresh(*, refresh: str) -> dict[str, str]:
@@ -176,24 +201,13 @@ def auth_refresh(*, refresh: str) -> dict[str, str]:
     before a password change gets 401."""
     token = _refresh_token(refresh)
     user = _token_user(token)
-    with transaction.atomic():
-        outstanding, _ = OutstandingToken.objects.get_or_create(
-            jti=token[api_settings.JTI_CLAIM],
-            defaults={"user": user, "token": refresh, "created_at": token.current_time,
-                      "expires_at": datetime_from_epoch(token["exp"])})
-        _, blacklisted_now = BlacklistedToken.objects.get_or_create(token=outstanding)
-    if not blacklisted_now:  # a concurrent refresh used it first
-        raise InvalidToken("Token is blacklisted")
+    _blacklist(token, refresh)
     return tokens_for(user)
 
 
 def auth_logout(*, refresh: str) -> None:
     """Revokes a refresh token (blacklist): it can no longer be refreshed. Access tokens expire on their own."""
-    token = _refresh_token(refresh)
-    try:
-        token.blacklist()
-    except TokenError as exc:
-        raise InvalidToken(str(exc)) from exc
+    _blacklist(_refresh_token(refresh), refresh)
 
 
 # --- Profile --------------------------------------------------------------------------------------------

@@ -128,6 +128,21 @@ def test_a_refresh_token_of_a_deleted_user_gets_401_not_500(api_client, person):
     assert refresh(api_client, tokens["refresh"]).status_code == 401
 
 
+def test_a_signed_refresh_token_with_an_odd_user_id_gets_401_not_500(api_client):
+    for odd in ("not-a-uuid", 12345, None, ["x"]):
+        token = RefreshToken()  # signed with our key, but never issued to a user
+        token["user_id"] = odd
+        assert refresh(api_client, str(token)).status_code == 401
+
+
+def test_logout_revokes_a_refresh_token_that_has_no_outstanding_row(api_client, person):
+    token = RefreshToken()  # as issued before the blacklist app recorded outstanding tokens
+    token["user_id"] = str(person.pk)
+    assert api_client.post("/api/v1/auth/logout", {"refresh": str(token)}, format="json").status_code == 204
+    refused = refresh(api_client, str(token))
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_not_valid"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_of_two_concurrent_refreshes_with_one_token_exactly_one_wins(person):
     token = str(RefreshToken.for_user(person.user))
