@@ -8,14 +8,25 @@ STAMP := $(VENV)/.installed-stamp
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gxbackend
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint bench install migrate clean
+.PHONY: run test lint bench install lock container-test migrate clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The locks pin every dependency, direct or not, with its hashes; requirements*.txt are what people edit.
+$(STAMP): requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q --require-hashes -r requirements-dev.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## lock: regenerate requirements.lock (the image) and requirements-dev.lock (make install) after editing
+## requirements.txt or requirements-dev.txt; the dev lock keeps the image's versions. Resolved for Linux x86_64
+## and Python 3.11.2 (Debian bookworm's, the oldest 3.11 here), so no package hides behind a version marker and
+## one wheelhouse fits every 3.11 interpreter.
+UV_COMPILE = $(VENV)/bin/uv pip compile -q --python-platform x86_64-manylinux_2_28 --python-version 3.11.2 \
+	--generate-hashes --custom-compile-command "make lock"
+lock: $(STAMP)
+	$(UV_COMPILE) -o requirements.lock requirements.txt
+	$(UV_COMPILE) --constraint requirements.lock -o requirements-dev.lock requirements-dev.txt
 
 ## run: the API (:3001), devnet, one submitter and the projector, on SQLite + local memory. Ctrl-C stops all.
 run: $(STAMP)
