@@ -27,8 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
-
-from gxbackend.metrics import render_registry
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 logger = logging.getLogger("gxbackend.workers")
 
@@ -173,8 +172,9 @@ def serve_worker_http(
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                body, content_type = render_registry()
-                self.respond(200, body, content_type)
+                # This process's own registry: a worker runs one process, and importing the API's HTTP
+                # metrics (gxbackend.metrics) would export their empty families here too.
+                self.respond(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
             elif path in ("/livez", "/readyz", "/health"):
                 ok, detail = live() if path != "/readyz" else ready()
                 payload = {"status": "ok" if ok else "unavailable", "detail": detail}

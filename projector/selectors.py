@@ -15,9 +15,23 @@ from gxbackend import progress
 from gxbackend.exceptions import NotFound
 from gxbackend.health import CheckResult
 from projector.models import Checkpoint, Transaction, Wallet
-from projector.services import CHECKPOINT_NAME, lag_blocks
 
 QIRAT_PER_GX = 1_000_000
+
+
+# The projector's checkpoint row (one chaincode's event stream).
+CHECKPOINT_NAME = "gxcc"
+
+
+def lag_blocks(*, height: int | None, block_number: int) -> int | None:
+    """Blocks the read models are behind the chain tip; ``None`` when the height is unknown.
+
+    ``block_number`` is the checkpoint's next block to read. Block 0 (the channel's genesis configuration block)
+    never carries chaincode events, so a fresh chain of height 1 is not behind.
+    """
+    if height is None:
+        return None
+    return max(0, height - max(block_number, 1))
 
 
 def gx(qirat: int) -> str:

@@ -43,10 +43,10 @@ from identity.models import ProfileStatus, User, UserProfile
 from projector import metrics
 from projector.handlers import BlockEffects, MalformedEvent, WalletChange, fold_event
 from projector.models import Checkpoint, ProjectedBlock, Transaction, Wallet
+from projector.selectors import CHECKPOINT_NAME, lag_blocks
 
 logger = logging.getLogger("projector")
 
-CHECKPOINT_NAME = "gxcc"
 CRASH_ENV = "GX_PROJECTOR_CRASH_AT"
 
 
@@ -60,17 +60,6 @@ class ApplyResult:
     already_applied: bool = False
     malformed: MalformedEvent | None = None
     checkpoint: tuple[int, str] = (0, "")
-
-
-def lag_blocks(*, height: int | None, block_number: int) -> int | None:
-    """Blocks the read models are behind the chain tip; ``None`` when the height is unknown.
-
-    ``block_number`` is the checkpoint's next block to read. Block 0 (the channel's genesis configuration block)
-    never carries chaincode events, so a fresh chain of height 1 is not behind.
-    """
-    if height is None:
-        return None
-    return max(0, height - max(block_number, 1))
 
 
 def get_checkpoint(name: str = CHECKPOINT_NAME) -> Checkpoint:

@@ -27,8 +27,7 @@ from identity.models import ProfileStatus, User, UserProfile
 from outbox.models import UNFINISHED, CommandStatus, CommandType, OutboxCommand
 from outbox.services import outbox_enqueue
 from projector.models import Checkpoint, Wallet
-from projector.selectors import QIRAT_PER_GX, gx
-from projector.services import CHECKPOINT_NAME
+from projector.selectors import CHECKPOINT_NAME, QIRAT_PER_GX, gx
 
 logger = logging.getLogger("gx.money")
 

@@ -126,6 +126,16 @@ def exported_names(text: str) -> set[str]:
     return names
 
 
+def series_names(text: str) -> set[str]:
+    """Names of the series a scrape carries (samples, not the HELP/TYPE of empty families)."""
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+# Each process exports its own series only: e.g. projector_* gauges in the API (zeros, one series per gunicorn
+# worker) would be noise and would keep `absent(projector_is_leader)` from ever firing.
+OWN_PREFIX = {"svc-identity": "http_", "outbox-submitter": "outbox_", "projector": "projector_"}
+
+
 def scrape_until(url: str, wanted: set[str], process: subprocess.Popen, timeout: float = 60.0) -> set[str]:
     """Scrapes until every ``wanted`` name shows up (gauges are set after the first unit) or time runs out."""
     wait_for_http(url, process=process, timeout=timeout)
@@ -155,6 +165,7 @@ def test_every_metric_name_in_the_rules_and_the_dashboard_is_in_a_real_scrape(su
 
     wanted = referenced_names() - SYNTHETIC
     scraped: dict[str, set[str]] = {}
+    series: dict[str, set[str]] = {}
 
     # The API under gunicorn in multiprocess mode, as in the pod; HOME is watched: nothing may be written there.
     home = tmp_path / "home"
@@ -166,6 +177,7 @@ def test_every_metric_name_in_the_rules_and_the_dashboard_is_in_a_real_scrape(su
         status, body = http_get(base + "/metrics")
         assert status == 200
         scraped["svc-identity"] = exported_names(body.decode())
+        series["svc-identity"] = series_names(body.decode())
     assert list(home.iterdir()) == [], "gunicorn wrote under $HOME (read-only in the pod)"
 
     with DevnetProcess(tmp_path / "devnet", block_timeout_ms=50) as devnet:
@@ -177,6 +189,7 @@ def test_every_metric_name_in_the_rules_and_the_dashboard_is_in_a_real_scrape(su
             try:
                 own = {n for n in wanted if n.startswith(prefix)}
                 scraped[name] = scrape_until(f"{base}/metrics", own, process)
+                series[name] = series_names(http_get(f"{base}/metrics")[1].decode())
                 for path in ("/livez", "/readyz", "/health"):
                     assert http_get(base + path)[0] in (200, 503)
                 assert http_get(base + "/livez")[0] == 200, log.read_text()
@@ -191,3 +204,8 @@ def test_every_metric_name_in_the_rules_and_the_dashboard_is_in_a_real_scrape(su
     assert {n for n in wanted if n.startswith("http_")} <= scraped["svc-identity"]
     assert {n for n in wanted if n.startswith("outbox_")} <= scraped["outbox-submitter"]
     assert {n for n in wanted if n.startswith("projector_")} <= scraped["projector"]
+    for name, names in series.items():
+        assert any(n.startswith(OWN_PREFIX[name]) for n in names), f"{name} exports none of its own series"
+        foreign = sorted(n for n in names if n.startswith(tuple(OWN_PREFIX.values()))
+                         and not n.startswith(OWN_PREFIX[name]))
+        assert not foreign, f"{name} exports another process's series: {foreign}"
