@@ -66,3 +66,29 @@ class BodySizeLimitMiddleware:
                 request, 413, "payload_too_large", f"Request body exceeds the limit of {self.limit} bytes."
             )
         return self.get_response(request)
+
+
+class ApiJsonErrorsMiddleware:
+    """Keeps errors under ``/api/`` in the JSON shape when ``DEBUG`` is on.
+
+    With ``DEBUG`` Django answers an unknown URL (and a crash outside DRF) with its HTML debug page instead of
+    the ``handler*`` views; an API client must get the documented JSON error whatever the mode. Other paths keep
+    the debug pages, which are meant for developers.
+    """
+
+    _CODES = {400: ("bad_request", "The request could not be understood."),
+              403: ("permission_denied", "You do not have permission to do this."),
+              404: ("not_found", "Not found."),
+              500: ("server_error", "An internal error occurred. Quote the request id when reporting it.")}
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.DEBUG and request.path.startswith("/api/") and response.status_code in self._CODES \
+                and response.get("Content-Type", "").startswith("text/html"):
+            code, message = self._CODES[response.status_code]
+            return error_response(request, response.status_code, code, message)
+        return response
+

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "gxbackend.middleware.RequestIdMiddleware",
     "gxbackend.metrics.HttpMetricsMiddleware",
+    "gxbackend.middleware.ApiJsonErrorsMiddleware",
     "gxbackend.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -47,6 +47,17 @@ def test_unknown_url_answers_404_in_json(api_client):
     assert_error_shape(api_client.get("/api/v1/nothing-here"), 404, "not_found")
 
 
+def test_unknown_api_url_answers_404_in_json_in_debug_mode_too(api_client, settings):
+    settings.DEBUG = True  # make run: Django would answer with its HTML debug page
+    assert_error_shape(api_client.get("/api/v1/nothing-here"), 404, "not_found")
+
+
+def test_unknown_urls_outside_the_api_keep_the_debug_page_in_debug_mode(api_client, settings):
+    settings.DEBUG = True
+    response = api_client.get("/nothing-here")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+
+
 def test_wrong_method_answers_405(api_client):
     assert_error_shape(api_client.get("/t/conflict"), 405, "method_not_allowed")
 
