@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.urls import resolve
 
 from gxbackend.exceptions import error_response
 from gxbackend.logging import request_id_var
@@ -91,4 +92,26 @@ class ApiJsonErrorsMiddleware:
             code, message = self._CODES[response.status_code]
             return error_response(request, response.status_code, code, message)
         return response
+
+
+class InternalEndpointsMiddleware:
+    """Serves the probes and ``/metrics`` before Django validates the ``Host`` header.
+
+    A kubelet probes, and Prometheus scrapes, a pod at its IP (``Host: 10.1.2.3:3001``), which ``ALLOWED_HOSTS``
+    (the public and Service names) does not list: without this every probe and scrape answered 400
+    ``DisallowedHost`` and the pod never started. These paths are reached inside the cluster only (the
+    ingress routes ``/api/``, ``/admin/`` and ``/static/``); every other path is still host-checked.
+    """
+
+    PATHS = frozenset({"/health", "/livez", "/readyz", "/metrics"})
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info not in self.PATHS or request.method not in ("GET", "HEAD"):
+            return self.get_response(request)
+        match = resolve(request.path_info)
+        request.resolver_match = match  # the route label of the HTTP metrics
+        return match.func(request, *match.args, **match.kwargs)
 

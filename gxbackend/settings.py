@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "gxbackend.middleware.RequestIdMiddleware",
     "gxbackend.metrics.HttpMetricsMiddleware",
     "gxbackend.middleware.ApiJsonErrorsMiddleware",
+    "gxbackend.middleware.InternalEndpointsMiddleware",
     "gxbackend.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

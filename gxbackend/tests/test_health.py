@@ -19,6 +19,16 @@ def test_livez_and_health_answer_200(api_client):
     assert api_client.get("/health").status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/health", "/livez", "/readyz", "/metrics"])
+def test_probes_and_metrics_answer_a_pods_ip_that_allowed_hosts_does_not_list(api_client, settings, path):
+    # A kubelet probes (and Prometheus scrapes) a pod at its IP; ALLOWED_HOSTS holds the public names only.
+    settings.ALLOWED_HOSTS = ["api.gx.example", "svc-identity"]
+    assert api_client.get(path, HTTP_HOST="10.244.1.7:3001").status_code == 200
+    # Everything else is still host-checked.
+    assert api_client.get("/api/v1/users/me", HTTP_HOST="10.244.1.7:3001").status_code == 400
+    assert api_client.post(path, HTTP_HOST="10.244.1.7:3001").status_code == 400
+
+
 def test_readyz_is_200_when_database_and_cache_answer(api_client, settings):
     response = api_client.get("/readyz")
     assert response.status_code == 200, response.content
