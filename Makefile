@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 # Tests run on the real services of this machine (docs/DESIGN.md §7); override to use others.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gxbackend
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# make run's API port; the others move with FABRIC_PEER_ENDPOINT, SUBMITTER_METRICS_PORT, PROJECTOR_METRICS_PORT.
+API_PORT ?= 3001
 
 .PHONY: run test lint bench install lock container-test migrate clean
 
@@ -31,12 +33,19 @@ lock: $(STAMP)
 ## run: the API (:3001), devnet, one submitter and the projector, on SQLite + local memory. Ctrl-C stops all.
 run: $(STAMP)
 	DEBUG=true $(PY) manage.py migrate --noinput
-	DEBUG=true $(PY) manage.py run_stack
+	DEBUG=true $(PY) manage.py run_stack --api-port $(API_PORT)
 
 ## test: ruff, then pytest on PostgreSQL and Redis.
 test: $(STAMP) lint
 	DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		$(PY) -m pytest $(ARGS)
+
+## container-test: build the image (deploy/docker/Dockerfile) and run the rendered mainnet manifests in podman
+## against this machine's PostgreSQL and Redis and a devnet (deploy/tests/test_container.py; root, podman, runc,
+## debootstrap). Cached under var/container/.
+container-test: $(STAMP)
+	DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(PY) -m pytest -m container -s deploy/tests/test_container.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

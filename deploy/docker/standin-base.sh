@@ -15,9 +15,16 @@ cache=${2:-var/container}
 engine=${ENGINE:-podman}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=python3.11,python3.11-venv,python3-distutils,python3-pip-whl,python3-setuptools-whl,ca-certificates
-tarball="$cache/standin-base-bookworm.tar"
+# Named after its package list, so a change of the list makes a new one.
+key=$(echo "$packages $mirror" | sha256sum | cut -c1-12)
+tarball="$cache/standin-base-bookworm-$key.tar"
 
 mkdir -p "$cache"
+if [ -s "$tarball" ] && [ "$("$engine" image inspect --format '{{index .Labels "gx.standin"}}' "$image" 2>/dev/null)" = "$key" ]
+then
+  echo "$image"  # already imported from this tarball: keeps the build's layer cache
+  exit 0
+fi
 if [ ! -s "$tarball" ]; then
   rootfs=$(mktemp -d "${TMPDIR:-/var/tmp}/gx-standin-XXXXXX")
   trap 'rm -rf "$rootfs"' EXIT
@@ -29,6 +36,6 @@ if [ ! -s "$tarball" ]; then
   tar --numeric-owner -C "$rootfs" -cf "$tarball.partial" .
   mv "$tarball.partial" "$tarball"
 fi
-"$engine" import --quiet --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
+"$engine" import --quiet --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' --change "LABEL gx.standin=$key" \
   --message "stand-in for python:3.11-slim-bookworm (debootstrap + Debian python3.11)" "$tarball" "$image" >/dev/null
 echo "$image"
