@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +59,36 @@ def processes_with_env(entry: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+@pytest.mark.parametrize("variable", ["FABRIC_PEER_ENDPOINT", "API_PORT", "SUBMITTER_METRICS_PORT",
+                                      "PROJECTOR_METRICS_PORT"])
+def test_run_stack_refuses_a_taken_port_in_one_line_naming_it_and_its_variable(tmp_path, variable):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"}}
+    env.update({
+        "DEBUG": "true", "GX_VAR_DIR": str(tmp_path), "FABRIC_PEER_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "SUBMITTER_METRICS_PORT": str(free_port()), "PROJECTOR_METRICS_PORT": str(free_port()),
+        "WORKER_METRICS_HOST": "127.0.0.1",
+    })
+    api_port = free_port()
+    with socket.socket() as holder:  # someone else's server on the port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        if variable == "API_PORT":
+            api_port = taken
+        else:
+            env[variable] = f"127.0.0.1:{taken}" if variable == "FABRIC_PEER_ENDPOINT" else str(taken)
+        result = subprocess.run([sys.executable, "manage.py", "run_stack", "--api-port", str(api_port)], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {taken} " in lines[0] and variable in lines[0]
+    assert not (tmp_path / "devnet").exists(), "devnet was started although a port was taken"
+
+
+def test_make_run_passes_api_port():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^API_PORT \?= 3001$", makefile, re.MULTILINE)
+    assert "run_stack --api-port $(API_PORT)" in makefile

@@ -2,7 +2,8 @@
 
 Starts devnet (unless ``--no-devnet``), the API under gunicorn, one outbox submitter and the projector as child
 processes, prints where everything answers, and stops them all on Ctrl-C / SIGTERM. If one child dies the others
-are stopped too and the command exits 1 naming it, so a broken stack is never half up.
+are stopped too and the command exits 1 naming it, so a broken stack is never half up. A port another
+process holds is refused before anything starts, in one line naming the port and the variable that moves it.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ class Command(BaseCommand):
     help = "Run devnet, the API, one submitter and the projector in the foreground (Ctrl-C stops all)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--api-port", type=int, default=3001)
+        parser.add_argument("--api-port", type=int, default=3001, help="make run: API_PORT=")
         parser.add_argument("--no-devnet", action="store_true", help="use the peer at FABRIC_PEER_ENDPOINT")
         parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self._refuse_taken_ports(options["api_port"], devnet=not options["no_devnet"])
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
         signal.signal(signal.SIGTERM, self._request_stop)
@@ -50,6 +52,18 @@ class Command(BaseCommand):
             self._stop_all()
         if failed:
             raise CommandError(f"{failed} exited unexpectedly; the whole stack was stopped (see its log above)")
+
+    def _refuse_taken_ports(self, api_port: int, *, devnet: bool) -> None:
+        host, _, port = settings.FABRIC_PEER_ENDPOINT.rpartition(":")
+        wanted = [(api_port, "API_PORT (make run API_PORT=3002) or --api-port", "127.0.0.1"),
+                  (settings.SUBMITTER_METRICS_PORT, "SUBMITTER_METRICS_PORT", settings.WORKER_METRICS_HOST),
+                  (settings.PROJECTOR_METRICS_PORT, "PROJECTOR_METRICS_PORT", settings.WORKER_METRICS_HOST)]
+        if devnet:
+            wanted.insert(0, (int(port), "FABRIC_PEER_ENDPOINT", host or "127.0.0.1"))
+        for number, variable, bind_host in wanted:
+            if number and _port_taken(bind_host, number):
+                raise CommandError(f"port {number} is already in use by another process: set {variable} to a "
+                                   "free port, or stop that process")
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -105,6 +119,20 @@ class Command(BaseCommand):
         # Workers first (they hand back leases), the API, devnet last (the workers still talk to it).
         for _name, process in reversed(self.children):
             stop_process(process, timeout=30)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """True when binding ``host:port`` fails because something else holds it (what our server would hit)."""
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is not taken
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def _port_open(host: str, port: int) -> bool:
