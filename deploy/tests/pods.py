@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -318,11 +317,7 @@ def stop(plan: ContainerPlan) -> tuple[float, int]:
 
 
 def remove_labelled(label: str) -> None:
-    """Removes the containers an earlier run of this test left behind (only those carrying its label)."""
+    """Removes the containers an earlier run left behind (killed before its teardown): those with its label."""
     found = podman("ps", "--all", "--quiet", "--filter", f"label={LABEL}={label}", check=False).stdout.split()
     for container_id in found:
         podman("rm", "--force", "--time", "0", container_id, check=False)
-
-
-def podman_available() -> bool:
-    return shutil.which("podman") is not None

@@ -104,6 +104,8 @@ class Stack:
     def __init__(self, scratch: Path, image: str, database_url: str, redis_url: str, devnet: Any,
                  label: str) -> None:
         self.scratch, self.image, self.label = scratch, image, label
+        # Containers carry the database's name: a later run against it removes what a killed run left.
+        self.database = urllib.parse.urlsplit(database_url).path.lstrip("/")
         self.rendered = kustomize_build(MAINNET)
         self.configmaps = {name: cm.get("data", {}) for name, cm in by_kind(self.rendered, "ConfigMap").items()}
         self.workloads = {**by_kind(self.rendered, "Deployment"), **by_kind(self.rendered, "Job")}
@@ -142,7 +144,7 @@ class Stack:
         name = f"gxct-{self.label}-{workload}-{replica}"
         plan = pods.plan_container(manifest, name=name, image=self.image, configmaps=self.configmaps,
                                    secrets=self.secrets, scratch=self.scratch / workload, ports=ports,
-                                   overrides=overrides, label=self.label)
+                                   overrides=overrides, label=self.database)
         self.plans[name] = plan
         return plan
 
@@ -168,8 +170,9 @@ def stack(image, tmp_path_factory):
     scratch = tmp_path_factory.mktemp("pods")
     devnet = DevnetProcess(scratch / "devnet", block_timeout_ms=100, extra_args=("--tls",)).start()
     stack = Stack(scratch, image, database_url, redis_url, devnet, label)
+    pods.remove_labelled(stack.database)
     say(f"rendered {MAINNET.relative_to(ROOT)}: {len(stack.rendered)} objects; this machine's values: "
-        f"{stack.common}, database {urllib.parse.urlsplit(database_url).path.lstrip('/')}")
+        f"{stack.common}, database {stack.database}")
     try:
         migrate = stack.plan("gxbackend-migrate", 0)
         stack.start(migrate)
