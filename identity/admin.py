@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from gxbackend.admin import reason_form_page
+from gxbackend.counting import EstimatedCountPaginator
 from gxbackend.exceptions import DomainError
 from identity import services
 from identity.backends import REFUSAL_ATTRIBUTE
@@ -198,6 +199,8 @@ class UserProfileAdmin(admin.ModelAdmin):
     list_filter = ("status", "nationality")
     search_fields = ("user__email", "last_name")
     list_select_related = ("user",)
+    paginator = EstimatedCountPaginator  # millions of users: no full count per page (gxbackend/counting.py)
+    show_full_result_count = False
     inlines = [KycSubmissionInline]
     readonly_fields = ("user", "first_name", "last_name", "date_of_birth", "nationality", "phone", "status",
                        "onchain_registered_at", "onchain_error", "created_at", "updated_at")
@@ -220,6 +223,8 @@ class UserAdmin(admin.ModelAdmin):
     list_display = ("email", "is_active", "is_staff", "is_superuser", "date_joined", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser")
     search_fields = ("email",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     fields = ("email", "is_active", "is_staff", "is_superuser", "groups", "user_permissions", "date_joined",
               "last_login")
     readonly_fields = ("email", "date_joined", "last_login")

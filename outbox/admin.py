@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from gxbackend.counting import EstimatedCountPaginator
 from outbox.models import CommandStatus, OutboxCommand
 from outbox.services import outbox_requeue
 
@@ -17,6 +18,9 @@ class OutboxCommandAdmin(admin.ModelAdmin):
     list_filter = ("status", "dead_lettered", "command_type")
     search_fields = ("=command_id", "=aggregate_id", "=tx_id", "=idempotency_key", "=request_id")
     ordering = ("-id",)
+    # The table only grows (every command is kept): no full count per page (gxbackend/counting.py).
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     actions = ("requeue",)
     exclude = ("signed_envelope",)
     readonly_fields = [f.name for f in OutboxCommand._meta.fields if f.name != "signed_envelope"]

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from gxbackend import progress
+from gxbackend.counting import count_or_estimate
 from gxbackend.exceptions import NotFound
 from outbox.models import UNFINISHED, CommandStatus, OutboxCommand
 from projector.selectors import checkpoint_block
@@ -67,6 +68,8 @@ class OutboxStats:
     queue_depth: int
     oldest_pending_at: datetime | None
     dead_letters: int
+    #: statuses whose count is PostgreSQL's estimate (finished ones, on a large table)
+    estimated: frozenset[str] = frozenset()
 
     @property
     def oldest_pending_age_seconds(self) -> float:
@@ -75,18 +78,34 @@ class OutboxStats:
         return max(0.0, (timezone.now() - self.oldest_pending_at).total_seconds())
 
 
-def outbox_stats() -> OutboxStats:
-    """Counts by status, the queue depth (unfinished commands), the oldest unfinished one and the dead letters."""
+def outbox_stats(*, finished: bool = True) -> OutboxStats:
+    """Counts by status, the queue depth (unfinished commands), the oldest unfinished one and the dead letters.
+
+    The table keeps every command (its rows are the transfers' idempotency record), so only what is bounded is
+    read row by row: unfinished commands (the claim's partial index) and dead letters (their partial index).
+    Finished counts (``finished``; the submitters' gauges skip them) are exact while the table is small and
+    PostgreSQL's estimate when it is large (``gxbackend.counting``; listed in ``estimated``).
+    """
     by_status = {status: 0 for status in CommandStatus.values}
-    for row in OutboxCommand.objects.values("status").annotate(n=Count("id")).order_by():
+    unfinished = OutboxCommand.objects.filter(status__in=UNFINISHED)
+    for row in unfinished.values("status").annotate(n=Count("id")).order_by():
         by_status[row["status"]] = row["n"]
-    unfinished = OutboxCommand.objects.filter(status__in=UNFINISHED).aggregate(oldest=Min("created_at"))
-    dead = OutboxCommand.objects.aggregate(n=Count("id", filter=Q(dead_lettered=True)))
+    oldest = unfinished.aggregate(oldest=Min("created_at"))["oldest"]
+    estimated: set[str] = set()
+    if finished:
+        for status in (CommandStatus.COMMITTED, CommandStatus.FAILED):
+            by_status[status], guessed = count_or_estimate(OutboxCommand.objects.filter(status=status))
+            if guessed:
+                estimated.add(status)
+    else:
+        for status in (CommandStatus.COMMITTED, CommandStatus.FAILED):
+            del by_status[status]
     return OutboxStats(
         by_status=by_status,
         queue_depth=sum(by_status[s] for s in UNFINISHED),
-        oldest_pending_at=unfinished["oldest"],
-        dead_letters=dead["n"],
+        oldest_pending_at=oldest,
+        dead_letters=OutboxCommand.objects.filter(dead_lettered=True).count(),
+        estimated=frozenset(estimated),
     )
 
 

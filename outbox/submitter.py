@@ -495,6 +495,7 @@ class Submitter:
         self.lease_seconds = lease_seconds
         self.wake = wake
         self.max_claimed = max_in_flight + (prefetch if prefetch is not None else max(1, max_in_flight // 2))
+        self.min_claim = max(1, min(batch_size, (self.max_claimed - max_in_flight) // 2))
         self.claiming = True
         # A write that waits longer than a lease is pointless (the lease may be gone); a writer busy on one
         # batch for longer than the heartbeat timeout is stuck (a batch takes milliseconds).
@@ -542,7 +543,9 @@ class Submitter:
         with self._lock:
             mine = set(self._in_flight)
         free = self.max_claimed - len(mine)
-        if not self.claiming or free <= 0:
+        # Claim a batch, not one row per finished command (each claim is a transaction): below this much room,
+        # as many claimed commands still wait for a Fabric slot, so no slot idles meanwhile.
+        if not self.claiming or free < self.min_claim:
             return False
         commands = outbox_claim_commands(worker_id=self.worker_id, limit=min(self.batch_size, free),
                                          lease_seconds=self.lease_seconds, exclude_ids=mine)

@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from gxbackend.admin import reason_form_page
+from gxbackend.counting import EstimatedCountPaginator
 from gxbackend.exceptions import DomainError
 from projector import transfers
 from projector.models import Wallet
@@ -35,6 +36,8 @@ class WalletAdmin(admin.ModelAdmin):
     search_fields = ("user__email",)
     list_select_related = ("user__profile",)
     ordering = ("user__email",)
+    paginator = EstimatedCountPaginator  # one wallet per user: no full count per page on millions
+    show_full_result_count = False
     actions = ["freeze_selected", "unfreeze_selected"]
     fields = ("user", "email", "profile_status", "balance", "balance_qirat", "frozen", "frozen_reason",
               "created_at", "updated_at")

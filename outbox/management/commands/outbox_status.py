@@ -18,7 +18,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         stats = outbox_stats()
         for status, count in stats.by_status.items():
-            self.stdout.write(f"{status.lower()} = {count}")
+            note = " (estimated)" if status in stats.estimated else ""
+            self.stdout.write(f"{status.lower()} = {count}{note}")
         self.stdout.write(f"queue depth = {stats.queue_depth}")
         self.stdout.write(f"oldest pending age = {stats.oldest_pending_age_seconds:.1f} s")
         self.stdout.write(f"dead letters = {stats.dead_letters}")

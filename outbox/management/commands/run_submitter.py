@@ -148,7 +148,7 @@ class Command(WorkerCommand):
         if time.monotonic() - self.gauges_at < GAUGE_REFRESH_SECONDS:
             return
         self.gauges_at = time.monotonic()
-        stats = outbox_stats()
+        stats = outbox_stats(finished=False)  # the gauges need no count of the (ever growing) finished rows
         QUEUE_DEPTH.set(stats.queue_depth)
         OLDEST_PENDING.set(stats.oldest_pending_age_seconds)
         DEAD_LETTERS.set(stats.dead_letters)
