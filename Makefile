@@ -51,7 +51,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 ## bench: every benchmark in bench/, each printing ratios measured side by side (not part of `make test`).
+## About 20 minutes on a 2-core machine. bench/api.py drives the API with wrk (Debian package `wrk`).
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -q wrk >/dev/null; } || \
+		{ echo "bench/api.py needs wrk: apt-get install wrk"; exit 1; }
 	@failed=""; for script in bench/*.py; do \
 		echo "== $$script"; \
 		DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) LOG_LEVEL=WARNING \
