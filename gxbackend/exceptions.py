@@ -4,14 +4,21 @@
 :class:`DomainError` subclasses; DRF's own exceptions (validation, auth, throttling, 404/405) and anything
 unexpected (500, logged with its traceback but never sent to the client) go through
 :func:`api_exception_handler`; Django-level errors outside DRF (unknown URL, CSRF) use the ``handler*`` views.
+
+PostgreSQL unreachable (restarting, failing over) is not a bug: any request that needs it answers 503
+``database_unavailable`` with ``Retry-After``, so clients retry with their Idempotency-Key (a write either
+committed whole or not at all) and the 5xx alerts see an outage, not a crash.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -60,6 +67,18 @@ class Unprocessable(DomainError):
     code = "unprocessable"
 
 
+class ServiceUnavailable(DomainError):
+    """A dependency (PostgreSQL, Redis) is down: retry shortly. Answered with ``Retry-After``."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "service_unavailable"
+    retry_after = 1
+
+
+DATABASE_ERRORS = (DatabaseOperationalError, DatabaseInterfaceError)
+DATABASE_UNAVAILABLE = "The database is unavailable; retry shortly with the same Idempotency-Key."
+
+
 def error_body(request: Any, code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict:
     return {
         "error": {"code": code, "message": message, "fields": fields or {}},
@@ -93,9 +112,16 @@ def _flatten_fields(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     request = context.get("request")
+    if isinstance(exc, DATABASE_ERRORS):
+        # Connection refused or cut (a restart, a failover): an outage, not a bug; no traceback.
+        logger.warning("database unavailable in %s: %s", getattr(request, "path", "?"), type(exc).__name__)
+        set_rollback()
+        exc = ServiceUnavailable(DATABASE_UNAVAILABLE, code="database_unavailable")
     if isinstance(exc, DomainError):
         set_rollback()
-        return Response(error_body(request, exc.code, exc.message, exc.fields), status=exc.status_code)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServiceUnavailable) else None
+        return Response(error_body(request, exc.code, exc.message, exc.fields), status=exc.status_code,
+                        headers=headers)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -142,6 +168,10 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Json
 
 
 def handler500(request: HttpRequest) -> JsonResponse:
+    if isinstance(sys.exc_info()[1], DATABASE_ERRORS):  # outside DRF views: the admin, middleware
+        response = error_response(request, 503, "database_unavailable", DATABASE_UNAVAILABLE)
+        response["Retry-After"] = "1"
+        return response
     return error_response(
         request, 500, "server_error", "An internal error occurred. Quote the request id when reporting it."
     )

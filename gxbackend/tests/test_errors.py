@@ -85,3 +85,19 @@ def test_crash_answers_500_without_a_traceback(api_client):
     text = response.content.decode()
     assert "Traceback" not in text and "RuntimeError" not in text and "boom" not in text
     assert body["error"]["fields"] == {}
+
+
+def test_an_unreachable_database_answers_503_with_retry_after_not_500(api_client, caplog):
+    response = api_client.post("/t/database-down", {}, format="json")
+    body = assert_error_shape(response, 503, "database_unavailable")
+    assert response["Retry-After"] == "1"
+    assert "Idempotency-Key" in body["error"]["message"]
+    assert "shutting down" not in response.content.decode()  # the driver's message stays in the logs
+    assert not [r for r in caplog.records if r.exc_info]  # an outage, not a crash: no traceback logged
+
+
+def test_an_unreachable_database_outside_the_api_views_answers_503_too(client):
+    client.raise_request_exception = False
+    response = client.get("/t/database-down-plain")
+    assert_error_shape(response, 503, "database_unavailable")
+    assert response["Retry-After"] == "1"

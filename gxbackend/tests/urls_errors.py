@@ -1,5 +1,7 @@
 """Test-only views that raise each kind of error the API can return."""
 
+from django.db import OperationalError
+from django.http import HttpResponse
 from django.urls import include, path
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
@@ -78,7 +80,20 @@ class CrashView(APIView):
         raise RuntimeError("boom")
 
 
+class DatabaseDownView(APIView):
+    permission_classes = [AllowAny]
+
+    def post(self, request):
+        raise OperationalError('connection to server at "127.0.0.1" failed: the database system is shutting down')
+
+
+def database_down_outside_drf(request) -> HttpResponse:
+    raise OperationalError("connection refused")
+
+
 urlpatterns = [
+    path("t/database-down", DatabaseDownView.as_view()),
+    path("t/database-down-plain", database_down_outside_drf),
     path("t/validate", ValidateView.as_view()),
     path("t/private", PrivateView.as_view()),
     path("t/staff", StaffView.as_view()),
