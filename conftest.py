@@ -7,7 +7,7 @@ import os
 import pytest
 from django.conf import settings
 
-from gxbackend.testing import free_port  # noqa: F401 - re-exported for tests: `from conftest import free_port`
+from gxbackend.testing import free_port  # also re-exported for tests: `from conftest import free_port`
 
 
 @pytest.fixture
@@ -50,3 +50,12 @@ def _stop_progress_listener():
     from gxbackend import progress
 
     progress.stop_listener()
+
+
+@pytest.fixture
+def unreachable_cache(settings):
+    """The shared cache pointed at a Redis port nothing listens on: Redis is down for this test."""
+    settings.CACHES = {"default": {
+        "BACKEND": "gxbackend.cache.GxRedisCache", "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }}

@@ -11,6 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from prometheus_client import Counter
+
+CACHE_ERRORS = Counter(
+    "cache_errors_total", "Cache (Redis) calls that failed, by use: throttle (let through), lockout (login 503).",
+    ["use"],
+)
 
 
 class PooledClientRedisCacheClient(RedisCacheClient):

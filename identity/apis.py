@@ -66,7 +66,8 @@ class LoginApi(_TokenEndpoint):
     throttle_classes = [LoginThrottle]
 
     @extend_schema(operation_id="auth_login", request=LoginInputSerializer,
-                   responses={200: LoginOutputSerializer, **error_responses(400, 401, 429)}, auth=[], tags=["auth"])
+                   responses={200: LoginOutputSerializer, **error_responses(400, 401, 429, 503)}, auth=[],
+                   tags=["auth"])
     def post(self, request: Request) -> Response:
         data = _validated(LoginInputSerializer, request.data)
         result = services.auth_login(email=data["email"], password=data["password"], client_ip=client_ip(request))

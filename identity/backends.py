@@ -6,7 +6,7 @@ is verified by ``identity.services.auth_verify_credentials`` under the same (ema
 (admin failures count towards it and the other way round), and attempts share the API's per-IP login rate
 (``LoginThrottle``). A refusal for the lockout or the rate raises ``PermissionDenied`` (Django then stops asking
 other backends) and leaves its message on the request for the login form (``identity.admin.AdminLoginForm``),
-as django-axes does.
+as django-axes does; so does the lockout's store (Redis) being unreachable (it fails closed, identity/lockout.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from django.http import HttpRequest
 from rest_framework.exceptions import Throttled
 
 from identity import services
+from identity.lockout import LoginUnavailable
 from identity.models import User
 from identity.net import client_ip
 from identity.throttles import LoginThrottle
@@ -47,7 +48,8 @@ class EmailBackend(ModelBackend):
                 email=email, password=password, client_ip=client_ip(request) if request is not None else None)
         except services.InvalidCredentials:
             return None
-        except Throttled as exc:  # LoginLocked is one too
+        except (Throttled, LoginUnavailable) as exc:  # LoginLocked is a Throttled too
+            message = str(exc.detail) if isinstance(exc, Throttled) else exc.message
             if request is not None:
-                setattr(request, REFUSAL_ATTRIBUTE, str(exc.detail))
-            raise PermissionDenied(str(exc.detail)) from exc
+                setattr(request, REFUSAL_ATTRIBUTE, message)
+            raise PermissionDenied(message) from exc

@@ -8,18 +8,43 @@ django-axes' ``[["username", "ip_address"]]``) means an attacker cannot lock a v
 unknown emails are counted exactly like known ones (no account probing through the lockout). The email part of
 the key is :func:`identity.emails.email_key`, so spelling one address differently (case, ``ſ`` for ``s``, quotes,
 a zero-width space) is still the same pair. The API's login and the admin's share these counters.
+
+When the cache (Redis) is unreachable the lockout fails **closed**: :func:`check` cannot tell whether the pair
+is locked, so logins answer 503 ``login_unavailable`` (``Retry-After``) until it is back, rather than letting an
+attacker guess without limit during the outage. Tokens already issued keep working and refresh does not go
+through the lockout, so people already signed in do not notice. Recording a failure or a success is best
+effort (a failure to record is logged and counted in ``cache_errors_total{use="lockout"}``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
+from gxbackend.cache import CACHE_ERRORS
+from gxbackend.exceptions import ServiceUnavailable
 from identity.emails import email_key
+
+logger = logging.getLogger("identity.lockout")
+
+
+class LoginUnavailable(ServiceUnavailable):
+    code = "login_unavailable"
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("Sign-in is briefly unavailable; retry in a few seconds. Signed-in sessions are not affected.")
+
+
+def _cache_failed(action: str, exc: Exception) -> None:
+    CACHE_ERRORS.labels("lockout").inc()
+    logger.warning("login lockout: cache unreachable while %s (%s)", action, type(exc).__name__)
 
 
 def _now() -> float:
@@ -36,7 +61,11 @@ def _keys(email: str, ip: str) -> tuple[str, str]:
 def check(*, email: str, ip: str) -> tuple[int, bool]:
     """``(seconds until this (email, IP) may try again or 0, whether failures are on record)`` in one round trip."""
     failures_key, lock_key = _keys(email, ip)
-    found = cache.get_many([failures_key, lock_key])
+    try:
+        found = cache.get_many([failures_key, lock_key])
+    except RedisError as exc:
+        _cache_failed("checking", exc)
+        raise LoginUnavailable() from exc
     locked_until = found.get(lock_key)
     remaining = float(locked_until) - _now() if locked_until is not None else 0.0
     return (math.ceil(remaining) if remaining > 0 else 0), bool(found.get(failures_key))
@@ -49,6 +78,14 @@ def seconds_locked(*, email: str, ip: str) -> int:
 
 def record_failure(*, email: str, ip: str) -> int:
     """Counts a failed login; returns the lock delay it started in seconds (0 when below the threshold)."""
+    try:
+        return _record_failure(email=email, ip=ip)
+    except RedisError as exc:
+        _cache_failed("recording a failure", exc)
+        return 0
+
+
+def _record_failure(*, email: str, ip: str) -> int:
     failures_key, lock_key = _keys(email, ip)
     window = settings.LOGIN_LOCKOUT_WINDOW_SECONDS
     cache.add(failures_key, 0, timeout=window)
@@ -64,4 +101,7 @@ def record_failure(*, email: str, ip: str) -> int:
 
 
 def record_success(*, email: str, ip: str) -> None:
-    cache.delete_many(list(_keys(email, ip)))
+    try:
+        cache.delete_many(list(_keys(email, ip)))
+    except RedisError as exc:
+        _cache_failed("clearing failures", exc)

@@ -1,14 +1,17 @@
-"""Per-route throttles in the shared cache. Rates come from ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``."""
+"""Per-route throttles in the shared cache. Rates come from ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``.
+
+They fail open when the cache is unreachable (gxbackend/throttling.py).
+"""
 
 from __future__ import annotations
 
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
 
+from gxbackend.throttling import FailOpenRateThrottle
 from identity.net import client_ip
 
 
-class _ScopeThrottle(SimpleRateThrottle):
+class _ScopeThrottle(FailOpenRateThrottle):
     def get_rate(self) -> str | None:
         # Read at request time (DRF binds the rates at import): an operator's or a test's setting applies.
         return api_settings.DEFAULT_THROTTLE_RATES[self.scope]

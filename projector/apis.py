@@ -21,13 +21,13 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from gxbackend import waits
 from gxbackend.exceptions import NotFound
 from gxbackend.idempotency import idempotent
 from gxbackend.schema import ERROR_RESPONSE, IDEMPOTENCY_KEY
+from gxbackend.throttling import FailOpenRateThrottle
 from identity.models import UserProfile
 from identity.serializers import EmailAddressField, StrictInputSerializer
 from outbox.apis import CommandOutputSerializer, render_command
@@ -223,8 +223,9 @@ class TransactionListApi(ListAPIView):
 
 
 # --- POST /api/v1/transfers ------------------------------------------------------------------------------
-class TransferThrottle(SimpleRateThrottle):
-    """Transfers per authenticated user (rate ``transfer`` of DEFAULT_THROTTLE_RATES, read at request time)."""
+class TransferThrottle(FailOpenRateThrottle):
+    """Transfers per authenticated user (rate ``transfer`` of DEFAULT_THROTTLE_RATES, read at request time);
+    lets requests through while the cache is unreachable."""
 
     scope = "transfer"
 

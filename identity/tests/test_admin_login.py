@@ -78,3 +78,9 @@ def test_a_non_staff_user_with_the_right_password_is_still_refused_by_the_admin(
     response = admin_login(client, person.user.email)
     assert response.status_code == 200 and "_auth_user_id" not in client.session
     assert "staff account" in response.content.decode()
+
+
+def test_while_redis_is_down_the_admin_login_refuses_saying_so_instead_of_crashing(client, staff, unreachable_cache):
+    refused = admin_login(client, staff.email)
+    assert refused.status_code == 200 and "_auth_user_id" not in client.session
+    assert "Sign-in is briefly unavailable" in refused.content.decode()

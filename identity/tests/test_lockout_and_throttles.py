@@ -166,3 +166,36 @@ def test_logouts_are_throttled_per_client_address(api_client, person, settings):
     assert refused.status_code == 429
     assert api_client.post(LOGOUT, {"refresh": second["refresh"]}, format="json",
                            REMOTE_ADDR="198.51.100.2").status_code == 204
+
+
+# --- Redis down: throttles fail open, the login lockout fails closed ------------------------------------
+def test_while_redis_is_down_throttles_let_requests_through(api_client, settings, unreachable_cache):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
+                               "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+                                                          "register": "1/hour"}}
+    for _ in range(2):
+        assert api_client.post("/api/v1/users", register_body(), format="json").status_code == 201
+
+
+def test_while_redis_is_down_logins_answer_503_and_verify_no_password(api_client, person, unreachable_cache,
+                                                                      monkeypatch):
+    monkeypatch.setattr(type(person.user), "check_password", lambda *a: pytest.fail("a password was verified"))
+    response = login(api_client, person.user.email, "any-guess-at-all-1")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "login_unavailable"
+    assert response["Retry-After"] == "5"
+
+
+def test_while_redis_is_down_signed_in_people_keep_their_session(api_client, person, unreachable_cache):
+    from identity.tokens import tokens_for
+
+    tokens = tokens_for(person.user)
+    me = api_client.get("/api/v1/users/me", HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert me.status_code == 200
+    refreshed = api_client.post("/api/v1/auth/refresh", {"refresh": tokens["refresh"]}, format="json")
+    assert refreshed.status_code == 200 and refreshed.json()["access"]
+
+
+def test_a_failure_redis_cannot_record_is_still_a_401(person, settings, unreachable_cache):
+    assert lockout.record_failure(email=person.user.email, ip="203.0.113.7") == 0
+    lockout.record_success(email=person.user.email, ip="203.0.113.7")  # best effort: no exception

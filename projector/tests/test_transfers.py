@@ -413,3 +413,11 @@ def test_transfers_are_throttled_per_user(pair, post, settings):
     body = {"to_user_id": str(recipient.pk), "amount": "1"}
     assert [post(sender, body).status_code for _ in range(3)] == [202, 202, 429]
     assert post(recipient, {"to_user_id": str(sender.pk), "amount": "1"}).status_code == 202
+
+
+def test_while_redis_is_down_transfers_are_not_throttled_shut(pair, post, settings, unreachable_cache):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "transfer": "1/min"}}
+    sender, recipient = pair
+    body = {"to_user_id": str(recipient.pk), "amount": "1"}
+    assert [post(sender, body).status_code for _ in range(2)] == [202, 202]
