@@ -10,7 +10,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # make run's API port; the others move with FABRIC_PEER_ENDPOINT, SUBMITTER_METRICS_PORT, PROJECTOR_METRICS_PORT.
 API_PORT ?= 3001
 
-.PHONY: run test lint bench install lock container-test migrate clean
+.PHONY: run test lint bench acceptance install lock container-test migrate clean
 
 # The locks pin every dependency, direct or not, with its hashes; requirements*.txt are what people edit.
 $(STAMP): requirements-dev.lock
@@ -61,6 +61,11 @@ bench: $(STAMP)
 			$(PY) $$script || failed="$$failed $$script"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "targets missed by:$$failed"; exit 1; fi
+
+## acceptance: the whole stack on its own PostgreSQL, Redis and devnet, under load and every production fault;
+## prints the figures, exits non-zero on a failed check. ACCEPTANCE_SCALE=small|full, ACCEPTANCE_FAULTS=a,b,...
+acceptance: $(STAMP)
+	$(PY) -m acceptance
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache .venv-tools

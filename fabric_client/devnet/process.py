@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 READY = "devnet ready"
 """The line ``python -m fabric_client.devnet`` prints once it serves (after its ``export`` lines)."""
@@ -31,6 +32,7 @@ class DevnetProcess:
         block_timeout_ms: int = 250,
         block_size: int = 10,
         extra_args: tuple[str, ...] = (),
+        stderr: Any = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.command = [
@@ -38,6 +40,7 @@ class DevnetProcess:
             "--data-dir", str(self.data_dir), "--host", host, "--port", str(port),
             "--block-timeout-ms", str(block_timeout_ms), "--block-size", str(block_size), *extra_args,
         ]
+        self.stderr = stderr  # where its log goes (a file, DEVNULL); None: this process's stderr
         self.env: dict[str, str] = {}
         self.output: list[str] = []
         self._process: subprocess.Popen[str] | None = None
@@ -61,7 +64,8 @@ class DevnetProcess:
         source_root = str(Path(__file__).resolve().parents[2])
         python_path = os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))
         process = subprocess.Popen(  # noqa: S603 - our own module with our own arguments
-            self.command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": python_path}
+            self.command, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            env={**os.environ, "PYTHONPATH": python_path},
         )
         self._process = process
         watchdog = threading.Timer(timeout, self.kill)  # a hung start ends the read loop below

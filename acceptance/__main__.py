@@ -1,0 +1,5 @@
+import sys
+
+from acceptance.run import main
+
+sys.exit(main())
