@@ -12,7 +12,8 @@
 - a malformed event or a failing handler: nothing past it is committed; the error is logged with its tx id,
   counted, stored on the checkpoint; the stream is closed and reopened from the checkpoint after an
   exponential backoff (with jitter) capped at ``PROJECTOR_RETRY_MAX_SECONDS``. Stream and Fabric errors back
-  off the same way. Success resets the backoff.
+  off the same way, and so does PostgreSQL being unreachable (a restart is an outage, not a stuck projector:
+  nothing is stored as its error). Success resets the backoff.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from fabric_client.events import ChaincodeEventBlock
 from projector import metrics, services
@@ -34,6 +36,7 @@ from projector.leader import LeaderLock
 logger = logging.getLogger("projector")
 
 _END = object()
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 # Catching up: blocks already queued are applied together (one transaction, one statement per table).
 MAX_BATCH_BLOCKS = 64
 MAX_BATCH_EVENTS = 20_000
@@ -189,6 +192,14 @@ class Projector:
         block = blocks[0]
         try:
             results = services.apply_blocks(blocks, name=self.name)
+        except DATABASE_ERRORS as exc:
+            # PostgreSQL restarting is an outage, not a poison event: nothing was committed; retry from the
+            # checkpoint after a backoff without calling the projector stuck (no alert, no stored error).
+            logger.warning("projector: database unavailable while applying block %s (%s); retrying",
+                           block.block_number, type(exc).__name__)
+            self.close_stream()
+            self.back_off()
+            return False
         except Exception as exc:
             tx_id = block.events[0].transaction_id if block.events else ""
             where = (f"block {block.block_number}" if len(blocks) == 1

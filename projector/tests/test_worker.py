@@ -99,3 +99,32 @@ def test_a_stale_stored_height_is_flagged_but_alone_does_not_fail_readiness(make
     response = api_client.get("/readyz")
     assert response.status_code == 200
     assert "chain height is stale" in response.json()["checks"]["projection_lag"]["detail"]
+
+
+def test_a_database_outage_while_applying_is_retried_without_calling_the_projector_stuck(make_user, monkeypatch):
+    from django.db import OperationalError
+
+    from projector import metrics, services
+
+    alice = make_user()
+    network = ScriptedNetwork([block(1, user_created(alice.pk.hex))])
+    real_apply = services.apply_blocks
+    outage = {"left": 2}
+
+    def apply_blocks(*args, **kwargs):
+        if outage["left"]:
+            outage["left"] -= 1
+            raise OperationalError("terminating connection due to administrator command")
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(services, "apply_blocks", apply_blocks)
+    worker = Projector(network_factory=lambda: network, chaincode="gxcc", wait_timeout=0.05)
+    try:
+        run_steps(worker, 2)
+        assert not worker.stuck and metrics.STUCK._value.get() == 0
+        assert Checkpoint.objects.get(name=CHECKPOINT_NAME).error == ""
+        run_steps(worker, 4)
+        assert Wallet.objects.filter(pk=alice.pk).exists()
+        assert Checkpoint.objects.get(name=CHECKPOINT_NAME).block_number == 2
+    finally:
+        worker.close()
