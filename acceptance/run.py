@@ -543,11 +543,11 @@ class Run:
         record.detail = f"kill -9 {name} (pid {pid}), restarted"
 
     def fault_projector_leader_kill(self, record: FaultRecord) -> None:
+        # Right after another fault leadership may be changing hands: wait for one leader, then kill it.
+        self.wait_for(lambda: sorted(self.roles().values()) == ["leader", "standby"], 60,
+                      "one projector leading and one on standby")
         roles = self.roles()
-        leaders = [name for name, role in roles.items() if role == "leader"]
-        if len(leaders) != 1:
-            raise RuntimeError(f"no single projector leader to kill: {roles}")
-        leader = leaders[0]
+        leader = next(name for name, role in roles.items() if role == "leader")
         standby = next(name for name in roles if name != leader)
         pid = self.children[leader].pid
         self.children[leader].kill9()
@@ -584,9 +584,8 @@ class Run:
     def fault_rolling_restart(self, record: FaultRecord) -> None:
         assert self.devnet is not None
         roles = self.roles()
-        standby = [n for n, r in roles.items() if r == "standby"]
-        leader = [n for n, r in roles.items() if r == "leader"]
-        order = ["submitter1", "submitter2", *standby, *leader, "api"]
+        projectors = sorted(self.projector_ports, key=lambda name: roles[name] == "leader")  # standby first
+        order = ["submitter1", "submitter2", *projectors, "api"]
         codes = []
         for name in order:
             code = self.children[name].terminate()
@@ -841,7 +840,8 @@ def main() -> int:
         run.verify()
         run.print_figures()
         ok = all(passed for _, passed, _ in run.checks)
-    except (AssertionError, TimeoutError, GaveUp, RuntimeError) as exc:
+    except (AssertionError, TimeoutError, GaveUp, RuntimeError, SystemExit, KeyboardInterrupt) as exc:
+        # SystemExit: SIGTERM/SIGINT (the handler above); the services are stopped and the logs kept all the same.
         log(f"acceptance run aborted: {type(exc).__name__}: {exc}")
         for name, passed, detail in run.checks:
             print(f"check {name} = {'ok' if passed else 'FAILED'}{'' if passed else ': ' + detail}")
