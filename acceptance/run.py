@@ -105,7 +105,7 @@ class Accepted:
     sender: str
     requested_at: float
     amount: int
-    band: str  # the fee band (CHAINCODE.md), or "cross-border"
+    band: str  # the fee band (docs/CHAINCODE.md), or "cross-border"
 
 
 @dataclass
