@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,10 @@ def run_readiness_checks() -> dict[str, tuple[CheckResult, bool]]:
     for name, registered in _checks.items():
         try:
             result = registered.check()
+        except DatabaseError as exc:
+            # An outage, not a bug: the database check above says so already; no traceback per probe.
+            logger.warning("readiness check %s: database unavailable: %s", name, type(exc).__name__)
+            result = CheckResult(False, f"database unavailable: {type(exc).__name__}")
         except Exception as exc:
             logger.exception("readiness check %s crashed", name)
             result = CheckResult(False, f"check failed: {type(exc).__name__}")

@@ -63,6 +63,24 @@ def test_a_failing_check_that_does_not_gate_is_a_warning_and_the_pod_stays_ready
     assert body["warnings"] == ["search_index (index unreachable)"]
 
 
+def test_a_check_that_meets_a_database_outage_is_reported_without_a_traceback(api_client, monkeypatch, caplog):
+    from django.db import OperationalError
+
+    from gxbackend import health
+
+    def lag() -> CheckResult:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(health, "_checks", dict(health._checks))
+    register_readiness_check("projection_lag", lag)
+    with caplog.at_level("WARNING", logger="gxbackend.health"):
+        response = api_client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["projection_lag"]["detail"] == "database unavailable: OperationalError"
+    records = [r for r in caplog.records if r.name == "gxbackend.health"]
+    assert [r.levelname for r in records] == ["WARNING"] and records[0].exc_info is None
+
+
 def probe_in_process(base_env: dict[str, str], env_changes: dict[str, str]) -> dict[str, tuple[int, dict]]:
     """Starts a separate Django process with the given environment and probes it with the test client."""
     env = dict(base_env, **env_changes)
