@@ -7,6 +7,7 @@ file (``NAME_FILE``), the way Kubernetes mounts them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -71,6 +72,25 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated IP networks (``10.0.0.0/8, 2001:db8::/32``; a bare address is a /32 or /128).
+
+    Strict: host bits set (``10.0.0.5/8``), a malformed entry or a network holding every address (``0.0.0.0/0``,
+    ``::/0``, which would trust any client) stop start-up. Unset or empty: no network.
+    """
+    networks = []
+    for item in env_list(name, []):
+        try:
+            network = ipaddress.ip_network(item, strict=True)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name} must be comma-separated IP networks (CIDR), got {item!r}: {exc}") \
+                from None
+        if network.prefixlen == 0:
+            raise ImproperlyConfigured(f"{name} must not contain {item!r}: it would trust every address")
+        networks.append(network)
+    return tuple(networks)
 
 
 def env_secret(name: str, *, required: bool, min_length: int = 0, default: str | None = None) -> str | None:

@@ -17,6 +17,7 @@ from gxbackend.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_secret,
     env_str,
     parse_database_url,
@@ -60,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "gxbackend.middleware.RequestIdMiddleware",
+    "gxbackend.proxies.TrustedProxyMiddleware",
     "gxbackend.metrics.HttpMetricsMiddleware",
     "gxbackend.middleware.ApiJsonErrorsMiddleware",
     "gxbackend.middleware.InternalEndpointsMiddleware",
@@ -160,14 +162,24 @@ PASSWORD_HASHERS = [
 PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 1, minimum=1, maximum=64)
 
 # --- Security -------------------------------------------------------------------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Proxies are trusted by network, never by what a client writes (gxbackend/proxies.py): X-Forwarded-For and
+# X-Forwarded-Proto count only when the direct peer is inside TRUSTED_PROXY_CIDRS (default: none). Django's own
+# SECURE_PROXY_SSL_HEADER would believe any client, so it stays unset; TrustedProxyMiddleware sets the scheme.
+TRUSTED_PROXY_CIDRS = env_networks("TRUSTED_PROXY_CIDRS")
+if os.environ.get("TRUSTED_PROXY_COUNT"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT is no longer read: list the proxies' networks in "
+                               "TRUSTED_PROXY_CIDRS instead (empty: trust no proxy) and unset TRUSTED_PROXY_COUNT")
+SECURE_PROXY_SSL_HEADER = None
+# HSTS on HTTPS responses (browsers ignore it over plain HTTP); on by default in production, off in development.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
-# Number of reverse proxies in front of the API whose X-Forwarded-For entries are trusted (0: use REMOTE_ADDR).
-TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 64 * 1024, minimum=1024)
 # Login lockout per (email, client IP): after THRESHOLD failures, refuse for BASE seconds, doubling per further
 # failure up to MAX; the count is forgotten WINDOW seconds after the last failure (identity/lockout.py).
@@ -210,7 +222,8 @@ REST_FRAMEWORK = {
         "kyc": env_str("THROTTLE_KYC", "10/hour"),
         "transfer": env_str("THROTTLE_TRANSFER", "60/min"),
     },
-    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+    # DRF's own client-address rule would read X-Forwarded-For from anyone: the throttles use identity.net instead.
+    "NUM_PROXIES": 0,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

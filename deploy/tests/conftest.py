@@ -91,7 +91,7 @@ def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # --- what the code reads ---------------------------------------------------------------------------------
-_ENV_HELPERS = {"env_str", "env_int", "env_float", "env_bool", "env_list", "env_secret"}
+_ENV_HELPERS = {"env_str", "env_int", "env_float", "env_bool", "env_list", "env_networks", "env_secret"}
 
 
 def env_vars_read(path: Path) -> set[str]:

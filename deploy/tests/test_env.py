@@ -25,6 +25,8 @@ NOT_IN_CONFIGMAP = {
     # Per container or per image.
     "PROMETHEUS_MULTIPROC_DIR": "only the API container (gunicorn workers); the single-process workers must not",
     "STATIC_ROOT": "set in the image, where collectstatic wrote the files at build time",
+    # Retired: its presence stops start-up with a message naming TRUSTED_PROXY_CIDRS, its replacement.
+    "TRUSTED_PROXY_COUNT": "retired; settings refuse it so an old value is not silently ignored",
     # Development and tests only.
     "GX_VAR_DIR": "SQLite file and devnet credentials of `make run`; unused with DATABASE_URL and /etc/fabric",
 }

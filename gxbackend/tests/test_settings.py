@@ -52,6 +52,12 @@ def test_a_complete_production_configuration_starts(tmp_path):
         ({"DEBUG": "maybe"}, "DEBUG"),
         ({"OUTBOX_MAX_ATTEMPTS": "ten"}, "OUTBOX_MAX_ATTEMPTS"),
         ({"PROJECTION_LAG_THRESHOLD_BLOCKS": "-1"}, "PROJECTION_LAG_THRESHOLD_BLOCKS"),
+        ({"TRUSTED_PROXY_CIDRS": "10.0.0.0/33"}, "TRUSTED_PROXY_CIDRS"),
+        ({"TRUSTED_PROXY_CIDRS": "10.0.0.5/8"}, "TRUSTED_PROXY_CIDRS"),  # host bits set: a typo, not a network
+        ({"TRUSTED_PROXY_CIDRS": "10.0.0.0/8,ingress"}, "TRUSTED_PROXY_CIDRS"),
+        ({"TRUSTED_PROXY_CIDRS": "0.0.0.0/0"}, "TRUSTED_PROXY_CIDRS"),  # would trust every client
+        ({"TRUSTED_PROXY_COUNT": "1"}, "TRUSTED_PROXY_CIDRS"),  # retired: says what replaces it
+        ({"SECURE_HSTS_SECONDS": "a year"}, "SECURE_HSTS_SECONDS"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )

@@ -1,6 +1,8 @@
 """Brute force and abuse: the (email, IP) login lockout with a growing delay, per-route throttles (register,
 login, refresh, logout, KYC), client IP."""
 
+from ipaddress import ip_network
+
 import pytest
 
 from identity import lockout
@@ -85,14 +87,23 @@ def test_unknown_emails_are_locked_exactly_like_known_ones(api_client, clock):
 
 
 def test_x_forwarded_for_is_ignored_without_trusted_proxies(api_client, person, settings, clock):
-    settings.TRUSTED_PROXY_COUNT = 0
+    settings.TRUSTED_PROXY_CIDRS = ()
     for n in range(3):  # a client rotating fake X-Forwarded-For values is still one address
         login(api_client, person.user.email, "wrong-password-1", forwarded=f"192.0.2.{n}")
     assert login(api_client, person.user.email, forwarded="192.0.2.99").status_code == 429
 
 
-def test_behind_one_trusted_proxy_the_address_it_saw_is_the_client(api_client, person, settings, clock):
-    settings.TRUSTED_PROXY_COUNT = 1
+def test_x_forwarded_for_from_a_peer_outside_the_trusted_networks_changes_nothing(api_client, person, settings,
+                                                                                   clock):
+    settings.TRUSTED_PROXY_CIDRS = (ip_network("10.0.0.0/8"),)
+    for n in range(3):  # the attacker is not a proxy: its own X-Forwarded-For (even naming a proxy) is ignored
+        login(api_client, person.user.email, "wrong-password-1", ip="203.0.113.7",
+              forwarded=f"192.0.2.{n}, 10.0.0.{n}")
+    assert login(api_client, person.user.email, ip="203.0.113.7", forwarded="192.0.2.99").status_code == 429
+
+
+def test_behind_a_trusted_proxy_the_address_it_saw_is_the_client(api_client, person, settings, clock):
+    settings.TRUSTED_PROXY_CIDRS = (ip_network("10.0.0.0/8"),)
     proxy = "10.0.0.5"
     fail(api_client, person.user.email, 3, ip=proxy, forwarded="192.0.2.1")
     # A spoofed entry on the left does not help: the proxy's entry (rightmost) is what counts.
@@ -100,12 +111,28 @@ def test_behind_one_trusted_proxy_the_address_it_saw_is_the_client(api_client, p
     assert login(api_client, person.user.email, ip=proxy, forwarded="192.0.2.2").status_code == 200
 
 
-def test_behind_two_trusted_proxies_the_second_entry_from_the_right_is_the_client(api_client, person, settings,
-                                                                                 clock):
-    settings.TRUSTED_PROXY_COUNT = 2
-    fail(api_client, person.user.email, 3, forwarded="6.6.6.6, 192.0.2.1, 10.0.0.9")
-    assert login(api_client, person.user.email, forwarded="192.0.2.1, 10.0.0.8").status_code == 429
-    assert login(api_client, person.user.email, forwarded="192.0.2.1, 10.0.0.8, 10.0.0.9").status_code == 200
+def test_trusted_hops_are_skipped_from_the_right_up_to_the_first_untrusted_address(api_client, person, settings,
+                                                                                   clock):
+    settings.TRUSTED_PROXY_CIDRS = (ip_network("10.0.0.0/8"), ip_network("2001:db8::/32"))
+    fail(api_client, person.user.email, 3, ip="10.0.0.1", forwarded="6.6.6.6, 192.0.2.1, 10.0.0.9, 2001:db8::7")
+    assert login(api_client, person.user.email, ip="10.0.0.2", forwarded="192.0.2.1, 10.0.0.8").status_code == 429
+    assert login(api_client, person.user.email, ip="10.0.0.2", forwarded="192.0.2.2, 10.0.0.8").status_code == 200
+
+
+def test_a_malformed_forwarded_entry_falls_back_to_the_nearest_trusted_hop(api_client, person, settings, clock):
+    settings.TRUSTED_PROXY_CIDRS = (ip_network("10.0.0.0/8"),)
+    for junk in ("not-an-ip", "192.0.2.1:5555", ""):
+        login(api_client, person.user.email, "wrong-password-1", ip="10.0.0.5", forwarded=f"{junk}, 10.0.0.9")
+    # All three were keyed on 10.0.0.9 (the last address a trusted proxy vouched for), none on the junk.
+    assert login(api_client, person.user.email, ip="10.0.0.5", forwarded="10.0.0.9").status_code == 429
+
+
+def test_per_ip_throttles_ignore_a_faked_x_forwarded_for(api_client, person, settings):
+    rates(settings, login="2/min")
+    settings.TRUSTED_PROXY_CIDRS = (ip_network("10.0.0.0/8"),)
+    codes = [login(api_client, person.user.email, ip="203.0.113.9", forwarded=f"192.0.2.{n}").status_code
+             for n in range(3)]
+    assert codes == [200, 200, 429]
 
 
 def rates(settings, **overrides):
