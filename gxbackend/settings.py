@@ -207,11 +207,12 @@ if DEBUG:
 
 # --- REST framework -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    # Every view checks the token against the user row (session version: revocation); see identity.authentication.
+    # Every view checks the token against the user row (session version: revocation) and its user_id claim
+    # before it reaches a query; see identity.authentication.
     "DEFAULT_AUTHENTICATION_CLASSES": ["identity.authentication.ProfileJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["gxbackend.parsers.JSONParser"],  # depth-limited: deep nesting is a 400
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "gxbackend.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {

@@ -9,12 +9,12 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from identity.models import User
-from identity.tokens import session_is_current
+from identity.tokens import session_is_current, token_user_id
 
 
 class ProfileJWTAuthentication(JWTAuthentication):
@@ -25,10 +25,7 @@ class ProfileJWTAuthentication(JWTAuthentication):
     """
 
     def get_user(self, validated_token: Any) -> User:
-        try:
-            user_id = validated_token[api_settings.USER_ID_CLAIM]
-        except KeyError as exc:
-            raise InvalidToken(_("Token contained no recognizable user identification")) from exc
+        user_id = token_user_id(validated_token)  # a malformed claim is a 401, never a query
         try:
             user = User.objects.select_related("profile").get(**{api_settings.USER_ID_FIELD: user_id})
         except User.DoesNotExist as exc:

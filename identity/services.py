@@ -33,7 +33,7 @@ from identity.emails import InvalidEmail, canonical_email, email_key
 from identity.models import KycStatus, KycSubmission, ProfileStatus, User, UserProfile
 from identity.selectors import user_get_by_email
 from identity.serializers import age_on
-from identity.tokens import session_is_current, tokens_for
+from identity.tokens import session_is_current, token_user_id, tokens_for
 from outbox.models import CommandType, OutboxCommand
 from outbox.services import outbox_enqueue
 
@@ -152,9 +152,11 @@ def auth_login(*, email: str, password: str, client_ip: str) -> LoginResult:
 
 def _refresh_token(raw: str) -> RefreshToken:
     try:
-        return RefreshToken(raw)  # signature, expiry, type, issuer/audience and the blacklist
+        token = RefreshToken(raw)  # signature, expiry, type, issuer/audience and the blacklist
     except TokenError as exc:
         raise InvalidToken(str(exc)) from exc
+    token_user_id(token)  # a signed token without a well-formed user_id is a 401 here too, as on every view
+    return token
 
 
 def _claimed_user_id(token: RefreshToken) -> uuid.UUID | None:

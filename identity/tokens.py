@@ -3,10 +3,13 @@ version (``session_version``)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import RefreshToken, Token
 
 from identity.models import User
 
@@ -41,3 +44,19 @@ def tokens_for(user: User) -> dict[str, str]:
     """A fresh refresh token (recorded as outstanding, so it can be blacklisted) and its access token."""
     refresh = GxTokenObtainPairSerializer.get_token(user)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def token_user_id(token: Token) -> uuid.UUID:
+    """The token's ``user_id`` claim as a UUID; a missing or malformed claim is ``InvalidToken`` (401).
+
+    Only our key signs tokens, but a claim is still checked before it reaches a query: a signed token with
+    ``"user_id": "x"`` (another issuer's format, a bug, a leaked key) must be a 401, not a database error.
+    """
+    value = token.payload.get(api_settings.USER_ID_CLAIM)
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidToken("Token contained no recognizable user identification") from None
+

@@ -17,7 +17,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -26,6 +25,7 @@ from rest_framework.views import APIView
 from gxbackend import waits
 from gxbackend.exceptions import NotFound
 from gxbackend.idempotency import idempotent
+from gxbackend.pagination import StrictCursorPagination
 from gxbackend.schema import ERROR_RESPONSE, IDEMPOTENCY_KEY
 from gxbackend.throttling import FailOpenRateThrottle
 from identity.models import UserProfile
@@ -151,7 +151,7 @@ class TransactionFilterSerializer(serializers.Serializer):
     until = serializers.DateTimeField(required=False, help_text="block time before (ISO 8601)")
 
 
-class TransactionCursorPagination(CursorPagination):
+class TransactionCursorPagination(StrictCursorPagination):
     ordering = "-id"  # chain order: rows are inserted block by block, in transaction order
     page_size = 50
     page_size_query_param = "page_size"
