@@ -213,7 +213,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["gxbackend.parsers.JSONParser"],  # depth-limited: deep nesting is a 400
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "gxbackend.schema.GxAutoSchema",
     "EXCEPTION_HANDLER": "gxbackend.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "register": env_str("THROTTLE_REGISTER", "20/hour"),

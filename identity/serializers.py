@@ -33,6 +33,7 @@ class StrictInputSerializer(serializers.Serializer):
     """
 
     read_only_names: frozenset[str] = frozenset()
+    refuses_unknown_fields = True  # the OpenAPI schema says additionalProperties: false (gxbackend.schema)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}

@@ -217,7 +217,9 @@ class TransactionListApi(ListAPIView):
 
     def get_queryset(self):
         user_id = _visible_user(self.request, self.kwargs["user_id"])
-        filters = TransactionFilterSerializer(data=self.request.query_params)
+        # A plain dict, not the QueryDict: DRF would read an empty value (?until=) as "absent" from a QueryDict;
+        # an empty filter is malformed, and the schema says so (date-time, enum).
+        filters = TransactionFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
         return transactions_for_user(user_id=user_id, **filters.validated_data)
 

@@ -37,3 +37,16 @@ def test_the_cursors_the_api_makes_still_page(owner):
         response = client.get(f"/api/v1/users/{user.pk}/transactions", {"cursor": cursor})
         assert response.status_code == 200, cursor
         assert response.json()["results"] == []
+
+
+@pytest.mark.parametrize("page_size", ["0", "201", "-1", "null", "1.5", "", "٣"])
+def test_a_page_size_outside_1_to_200_is_a_400(owner, page_size):
+    user, client = owner
+    response = client.get(f"/api/v1/users/{user.pk}/transactions", {"page_size": page_size})
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["page_size"]
+
+
+def test_a_page_size_within_bounds_is_used(owner):
+    user, client = owner
+    assert client.get(f"/api/v1/users/{user.pk}/transactions", {"page_size": "200"}).status_code == 200
