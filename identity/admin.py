@@ -27,6 +27,7 @@ from django.utils.html import format_html, format_html_join
 from gxbackend.admin import reason_form_page
 from gxbackend.counting import EstimatedCountPaginator
 from gxbackend.exceptions import DomainError
+from gxbackend.text import validate_multiline_text
 from identity import services
 from identity.backends import REFUSAL_ATTRIBUTE
 from identity.models import KycStatus, KycSubmission, User, UserProfile
@@ -71,7 +72,7 @@ class ReviewStatusFilter(admin.SimpleListFilter):
 
 class RejectionForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 60}), max_length=2000,
-                             help_text="Shown to the applicant; required.")
+                             validators=[validate_multiline_text], help_text="Shown to the applicant; required.")
 
 
 @admin.register(KycSubmission)

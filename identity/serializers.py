@@ -9,6 +9,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from gxbackend.text import validate_plain_text
 from identity.countries import ISO_3166_ALPHA2
 from identity.emails import MAX_LENGTH as MAX_EMAIL_LENGTH
 from identity.emails import InvalidEmail, canonical_email
@@ -102,7 +103,8 @@ class EmailAddressField(serializers.EmailField):
 
 class NameField(serializers.CharField):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_length=100, trim_whitespace=True, allow_blank=False, **kwargs)
+        super().__init__(max_length=100, trim_whitespace=True, allow_blank=False, validators=[validate_plain_text],
+                         **kwargs)
 
 
 class ProfileOutputSerializer(serializers.Serializer):

@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from gxbackend.admin import reason_form_page
 from gxbackend.counting import EstimatedCountPaginator
 from gxbackend.exceptions import DomainError
+from gxbackend.text import validate_plain_text
 from projector import transfers
 from projector.models import Wallet
 from projector.selectors import gx
@@ -25,7 +26,7 @@ from projector.selectors import gx
 
 class FreezeForm(forms.Form):
     reason = forms.CharField(min_length=1, max_length=transfers.FREEZE_REASON_MAX, strip=True,
-                             widget=forms.TextInput(attrs={"size": 80}),
+                             widget=forms.TextInput(attrs={"size": 80}), validators=[validate_plain_text],
                              help_text="Recorded on chain with the freeze; 1–140 characters.")
 
 

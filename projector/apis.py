@@ -27,6 +27,7 @@ from gxbackend.exceptions import NotFound
 from gxbackend.idempotency import idempotent
 from gxbackend.pagination import StrictCursorPagination
 from gxbackend.schema import ERROR_RESPONSE, IDEMPOTENCY_KEY
+from gxbackend.text import validate_plain_text
 from gxbackend.throttling import FailOpenRateThrottle
 from identity.models import UserProfile
 from identity.serializers import EmailAddressField, StrictInputSerializer
@@ -250,7 +251,8 @@ class TransferInputSerializer(StrictInputSerializer):
                                          help_text='Qirat as an integer string (1 GX = 1,000,000 qirat), e.g. '
                                                    '"12500000".')
     remark = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
-                                   max_length=transfers.REMARK_MAX, default="", help_text="At most 140 characters.")
+                                   max_length=transfers.REMARK_MAX, default="", validators=[validate_plain_text],
+                                   help_text="At most 140 characters; no control, bidi or only-invisible text.")
 
     def to_internal_value(self, data: object) -> dict:
         # Amounts must arrive as strings: a JSON number may already have lost precision (floats, JS clients).
