@@ -6,6 +6,7 @@ import re
 from datetime import date
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -80,10 +81,8 @@ def validate_date_of_birth(value: date) -> date:
     return value
 
 
-def validate_sha256(value: str) -> str:
-    if not SHA256_HEX.match(value):
-        raise serializers.ValidationError("Must be a SHA-256 digest: 64 lowercase hexadecimal characters.")
-    return value
+# A RegexValidator rather than a function: the OpenAPI schema then carries the pattern (drf-spectacular).
+validate_sha256 = RegexValidator(SHA256_HEX, "Must be a SHA-256 digest: 64 lowercase hexadecimal characters.")
 
 
 class EmailAddressField(serializers.EmailField):
@@ -186,9 +185,10 @@ class KycSubmitInputSerializer(StrictInputSerializer):
     document_number = serializers.CharField(max_length=64)
     issuing_country = serializers.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
     expiry_date = serializers.DateField()
-    document_sha256 = serializers.CharField(max_length=64, validators=[validate_sha256],
+    # Not trimmed: a digest is exactly its pattern, as the schema says.
+    document_sha256 = serializers.CharField(max_length=64, validators=[validate_sha256], trim_whitespace=False,
                                             help_text="SHA-256 of the document file, 64 lowercase hex")
-    biometric_hash = serializers.CharField(max_length=64, validators=[validate_sha256],
+    biometric_hash = serializers.CharField(max_length=64, validators=[validate_sha256], trim_whitespace=False,
                                            help_text="SHA-256 biometric hash, 64 lowercase hex")
 
     def validate_document_number(self, value: str) -> str:
