@@ -30,7 +30,9 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
 wsgi_app = "gxbackend.wsgi:application"
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn believes nobody's X-Forwarded-* headers: which proxies may speak for a client (address and scheme)
+# is decided in one place, the app's TRUSTED_PROXY_CIDRS (gxbackend/proxies.py).
+forwarded_allow_ips = ""
 # gunicorn >= 25.1 opens a control socket under $HOME/.gunicorn by default: with a read-only root filesystem
 # (and HOME=/nonexistent in the image) that write would fail, and nothing in the pod uses gunicornc.
 control_socket_disable = True

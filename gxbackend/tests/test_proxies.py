@@ -46,3 +46,17 @@ def test_with_no_trusted_network_nobody_sets_the_scheme(client, settings):
 def test_client_ip(rf, ingress, peer, forwarded, expected):
     request = rf.get("/", REMOTE_ADDR=peer, HTTP_X_FORWARDED_FOR=forwarded)
     assert client_ip(request) == expected
+
+
+@pytest.mark.parametrize(("trusted", "believed"), [("", False), ("127.0.0.0/8", True)])
+def test_under_gunicorn_only_the_apps_trusted_networks_decide_the_scheme(subprocess_env, trusted, believed):
+    """gunicorn itself trusts no X-Forwarded-Proto (its default would trust loopback): the app decides."""
+    import urllib.request
+
+    from gxbackend.testing import running_gunicorn
+
+    env = dict(subprocess_env, TRUSTED_PROXY_CIDRS=trusted, SECURE_HSTS_SECONDS="3600")
+    with running_gunicorn(env, workers=1) as base:
+        request = urllib.request.Request(f"{base}/livez", headers={"X-Forwarded-Proto": "https"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert (response.headers.get(HSTS) == "max-age=3600") is believed
