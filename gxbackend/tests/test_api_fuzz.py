@@ -60,6 +60,14 @@ def _rates_that_let_the_fuzzing_through(settings):
     settings.LOGIN_LOCKOUT_THRESHOLD = 100000
 
 
+@pytest.fixture(autouse=True)
+def _no_request_waits(settings):
+    """?wait= / Prefer: wait would hold an example for up to API_WAIT_MAX_SECONDS (nothing commits here): with no
+    waiter slot every request answers at once, as the API does when its slots are taken (gxbackend/progress.py),
+    which keeps the run bounded however many waiting endpoints there are. Waiting is tested on its own."""
+    settings.API_WAIT_MAX_WAITERS = 0
+
+
 @pytest.fixture
 def active_user(db):
     """An ACTIVE person with a funded wallet, as the projector leaves them, so authenticated calls go deep."""
