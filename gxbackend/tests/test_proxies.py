@@ -17,20 +17,20 @@ def ingress(settings):
 
 
 def test_a_client_claiming_https_through_its_own_header_gets_no_https_treatment(client, ingress):
-    response = client.get("/livez", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="203.0.113.7")
+    response = client.get("/api/v1/users/me", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="203.0.113.7")
     assert HSTS not in response  # HSTS is sent on HTTPS only: the request was not taken for one
 
 
 def test_the_scheme_a_trusted_proxy_reports_is_believed(client, ingress):
-    response = client.get("/livez", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="10.244.3.4")
+    response = client.get("/api/v1/users/me", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="10.244.3.4")
     assert response[HSTS] == "max-age=3600"
-    assert HSTS not in client.get("/livez", HTTP_X_FORWARDED_PROTO="http", REMOTE_ADDR="10.244.3.4")
+    assert HSTS not in client.get("/api/v1/users/me", HTTP_X_FORWARDED_PROTO="http", REMOTE_ADDR="10.244.3.4")
 
 
 def test_with_no_trusted_network_nobody_sets_the_scheme(client, settings):
     settings.TRUSTED_PROXY_CIDRS = ()
     settings.SECURE_HSTS_SECONDS = 3600
-    assert HSTS not in client.get("/livez", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="127.0.0.1")
+    assert HSTS not in client.get("/api/v1/users/me", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="127.0.0.1")
 
 
 @pytest.mark.parametrize(("peer", "forwarded", "expected"), [
@@ -51,12 +51,15 @@ def test_client_ip(rf, ingress, peer, forwarded, expected):
 @pytest.mark.parametrize(("trusted", "believed"), [("", False), ("127.0.0.0/8", True)])
 def test_under_gunicorn_only_the_apps_trusted_networks_decide_the_scheme(subprocess_env, trusted, believed):
     """gunicorn itself trusts no X-Forwarded-Proto (its default would trust loopback): the app decides."""
+    import urllib.error
     import urllib.request
 
     from gxbackend.testing import running_gunicorn
 
     env = dict(subprocess_env, TRUSTED_PROXY_CIDRS=trusted, SECURE_HSTS_SECONDS="3600")
     with running_gunicorn(env, workers=1) as base:
-        request = urllib.request.Request(f"{base}/livez", headers={"X-Forwarded-Proto": "https"})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            assert (response.headers.get(HSTS) == "max-age=3600") is believed
+        request = urllib.request.Request(f"{base}/api/v1/users/me", headers={"X-Forwarded-Proto": "https"})
+        with pytest.raises(urllib.error.HTTPError) as answer:  # 401: no token, but the headers tell
+            urllib.request.urlopen(request, timeout=5)  # noqa: S310 - our own loopback server
+        assert answer.value.code == 401
+        assert (answer.value.headers.get(HSTS) == "max-age=3600") is believed
