@@ -60,6 +60,6 @@ def test_under_gunicorn_only_the_apps_trusted_networks_decide_the_scheme(subproc
     with running_gunicorn(env, workers=1) as base:
         request = urllib.request.Request(f"{base}/api/v1/users/me", headers={"X-Forwarded-Proto": "https"})
         with pytest.raises(urllib.error.HTTPError) as answer:  # 401: no token, but the headers tell
-            urllib.request.urlopen(request, timeout=5)  # noqa: S310 - our own loopback server
+            urllib.request.urlopen(request, timeout=5)
         assert answer.value.code == 401
         assert (answer.value.headers.get(HSTS) == "max-age=3600") is believed
