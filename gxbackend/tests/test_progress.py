@@ -7,14 +7,11 @@ import threading
 import time
 
 import pytest
-from django.db import connections, transaction
+from django.db import connections
 
 from gxbackend import progress, waits
 from identity.models import User
-from outbox.services import outbox_claim, outbox_record_committed, outbox_record_endorsed
-from outbox.tests.conftest import enqueue_create_user
-from projector.models import Checkpoint
-from projector.services import CHECKPOINT_NAME
+from outbox.tests.conftest import commit_command, enqueue_create_user, projected_until
 
 WAIT = 30  # the bound each waiting request asks for; every test ends long before it
 
@@ -57,28 +54,16 @@ def wait_for_waiters(count: int, timeout: float = 10.0) -> None:
     pytest.fail(f"{count} waiter(s) never subscribed")
 
 
-def commit(command, block_number: int) -> None:
-    outbox_claim(worker_id="w", limit=10)
-    outbox_record_endorsed(command_id=command.id, worker_id="w", tx_id="d" * 64, envelope=b"e")
-    outbox_record_committed(command_id=command.id, worker_id="w", block_number=block_number, result=None)
-
-
-def project_until(block_number: int) -> None:
-    with transaction.atomic():
-        Checkpoint.objects.update_or_create(name=CHECKPOINT_NAME, defaults={"block_number": block_number + 1})
-        progress.notify_checkpoint(block_number + 1)
-
-
 def test_a_waiting_command_read_answers_when_the_submitter_and_then_the_projector_notify(owner):
     command = enqueue_create_user(requested_by=owner)
     request = Request(owner, f"/api/v1/commands/{command.command_id}?wait={WAIT}")
     wait_for_waiters(1)
-    commit(command, 4)  # committed (gx_command), but the read models are not there yet: it keeps waiting
-    project_until(3)  # gx_checkpoint for an earlier block: still waiting
+    commit_command(command, 4)  # committed (gx_command), but the read models are not there yet: it keeps waiting
+    projected_until(3)  # gx_checkpoint for an earlier block: still waiting
     time.sleep(0.3)
     assert request.is_alive()
     released = time.monotonic()
-    project_until(4)
+    projected_until(4)
     request.join(WAIT)
     assert not request.is_alive()
     body = request.response.json()
@@ -92,7 +77,7 @@ def test_a_wallet_read_with_min_block_waits_for_that_block_and_says_stale_when_t
     from projector.models import Wallet
 
     Wallet.objects.create(user=owner, balance_qirat=5)
-    project_until(1)
+    projected_until(1)
     base = f"/api/v1/users/{owner.pk}/wallet"
     quick = Request(owner, f"{base}?min_block=2&wait=1")
     quick.join(WAIT)
@@ -101,7 +86,7 @@ def test_a_wallet_read_with_min_block_waits_for_that_block_and_says_stale_when_t
 
     waiting = Request(owner, f"{base}?min_block=2&wait={WAIT}")
     wait_for_waiters(1)
-    project_until(2)
+    projected_until(2)
     waiting.join(WAIT)
     body = waiting.response.json()
     assert (body["stale"], body["checkpoint_block"], body["balance_qirat"]) == (False, 2, "5")
@@ -119,8 +104,8 @@ def test_over_the_bound_a_request_is_answered_at_once_with_retry_after(owner, se
     assert declined.response.status_code == 200
     assert declined.response["Retry-After"] == "1"
     assert declined.response.json()["visible"] is False
-    commit(command, 2)
-    project_until(2)
+    commit_command(command, 2)
+    projected_until(2)
     for request in held:
         request.join(WAIT)
         assert request.response.json()["visible"] is True and "Retry-After" not in request.response
@@ -186,8 +171,8 @@ def test_fifty_waiters_on_one_gunicorn_process_do_not_block_plain_requests(subpr
         held = [f for f in waiters if not f.done()]
         assert len(held) == 2  # /health answered while they wait
 
-        commit(command, 3)
-        project_until(3)
+        commit_command(command, 3)
+        projected_until(3)
         for future in held:
             status, body, declined = future.result(timeout=WAIT)
             assert (status, body["status"], body["visible"], declined) == (200, "COMMITTED", True, False)
@@ -248,8 +233,8 @@ def test_a_waiter_still_answers_when_the_listen_connection_is_lost(owner):
     [pid] = _listener_pids()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-    commit(command, 5)
-    project_until(5)
+    commit_command(command, 5)
+    projected_until(5)
     released = time.monotonic()
     request.join(WAIT)
     assert request.response.json()["visible"] is True

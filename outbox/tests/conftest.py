@@ -64,6 +64,27 @@ def created_user(fabric) -> str:
     return user_id
 
 
+def commit_command(command: OutboxCommand, block_number: int, tx_id: str = "e" * 64) -> None:
+    """Takes ``command`` through claim, endorsement and commit in ``block_number``, as a submitter would."""
+    from outbox.services import outbox_claim, outbox_record_committed, outbox_record_endorsed
+
+    outbox_claim(worker_id="w", limit=10)
+    outbox_record_endorsed(command_id=command.id, worker_id="w", tx_id=tx_id, envelope=b"e")
+    outbox_record_committed(command_id=command.id, worker_id="w", block_number=block_number, result=None)
+
+
+def projected_until(block_number: int) -> None:
+    """The projector's checkpoint after applying ``block_number`` (its next block to read is one more), with the
+    notification the projector sends in its block transaction."""
+    from gxbackend import progress
+    from projector.models import Checkpoint
+    from projector.services import CHECKPOINT_NAME
+
+    with transaction.atomic():
+        Checkpoint.objects.update_or_create(name=CHECKPOINT_NAME, defaults={"block_number": block_number + 1})
+        progress.notify_checkpoint(block_number + 1)
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
     """Polls ``predicate`` until true; fails with ``what`` (evaluated lazily if callable) after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -8,7 +8,13 @@ import pytest
 
 from identity.models import User
 from outbox.services import outbox_claim, outbox_record_committed, outbox_record_endorsed
-from outbox.tests.conftest import enqueue_create_user, enqueue_transfer, new_user_id
+from outbox.tests.conftest import (
+    commit_command,
+    enqueue_create_user,
+    enqueue_transfer,
+    new_user_id,
+    projected_until,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -61,25 +67,6 @@ def test_unknown_ids_are_404_and_anonymous_callers_401(api_client, owner):
 
 
 # --- visibility and ?wait= ----------------------------------------------------------------------------------
-def _commit(command, block_number: int) -> None:
-    outbox_claim(worker_id="w", limit=10)
-    outbox_record_endorsed(command_id=command.id, worker_id="w", tx_id="e" * 64, envelope=b"e")
-    outbox_record_committed(command_id=command.id, worker_id="w", block_number=block_number, result=None)
-
-
-def _projected_until(block_number: int) -> None:
-    """The projector's checkpoint after applying ``block_number`` (its next block to read is one more)."""
-    from django.db import transaction
-
-    from gxbackend import progress
-    from projector.models import Checkpoint
-    from projector.services import CHECKPOINT_NAME
-
-    with transaction.atomic():
-        Checkpoint.objects.update_or_create(name=CHECKPOINT_NAME, defaults={"block_number": block_number + 1})
-        progress.notify_checkpoint(block_number + 1)
-
-
 def _visibility(body: dict) -> tuple:
     return body["status"], body["visible"], body["visible_at_block"], body["checkpoint_block"]
 
@@ -89,10 +76,10 @@ def test_a_committed_command_is_visible_once_the_read_models_have_applied_its_bl
     api_client.force_authenticate(owner)
     url = f"/api/v1/commands/{command.command_id}"
     assert _visibility(api_client.get(url).json()) == ("PENDING", False, None, None)
-    _commit(command, 7)
-    _projected_until(6)
+    commit_command(command, 7)
+    projected_until(6)
     assert _visibility(api_client.get(url).json()) == ("COMMITTED", False, 7, 6)
-    _projected_until(7)
+    projected_until(7)
     assert _visibility(api_client.get(url).json()) == ("COMMITTED", True, 7, 7)
 
 
@@ -120,8 +107,8 @@ def test_a_bad_wait_is_a_400_naming_the_parameter(api_client, owner, wait):
 def test_the_wait_limit_is_a_setting(api_client, owner, settings):
     settings.API_WAIT_MAX_SECONDS = 5
     command = enqueue_create_user(requested_by=owner)
-    _commit(command, 3)
-    _projected_until(3)
+    commit_command(command, 3)
+    projected_until(3)
     api_client.force_authenticate(owner)
     assert api_client.get(f"/api/v1/commands/{command.command_id}", {"wait": "6"}).status_code == 400
     assert api_client.get(f"/api/v1/commands/{command.command_id}", {"wait": "5"}).json()["visible"] is True
