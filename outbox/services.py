@@ -8,15 +8,17 @@ writes change nothing and it stops (``LeaseLost``).
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
@@ -219,12 +221,13 @@ def outbox_claim_commands(
         seconds=lease_seconds if lease_seconds is not None else settings.OUTBOX_LEASE_SECONDS)
     token = uuid.uuid4()  # one per claim: each row is in one claim at most once
     if connection.vendor == "postgresql":
-        with transaction.atomic():
-            relaxed_commit()
-            commands = sorted(OutboxCommand.objects.raw(_CLAIM_SQL, {
-                "now": now, "limit": limit, "worker": worker_id, "until": lease_until, "token": token,
-                "exclude": list(exclude_ids)}), key=lambda c: c.id)
-        return commands
+        params = {"now": now, "limit": limit, "worker": worker_id, "until": lease_until, "token": token,
+                  "exclude": list(exclude_ids)}
+        with transaction.atomic(), connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(_CLAIM_SETTINGS_SQL, prepare=True)
+            cursor.execute(_CLAIM_SQL, params, prepare=True)
+            rows = cursor.fetchall()
+        return sorted((_command_from_row(row) for row in rows), key=lambda c: c.id)
     # Other databases (SQLite in development): the same claim in two ORM statements.
     first_unfinished = OutboxCommand.objects.filter(
         aggregate_id=OuterRef("aggregate_id"), status__in=UNFINISHED
@@ -250,11 +253,12 @@ def outbox_claim_commands(
     return commands
 
 
-# The claim on PostgreSQL: one statement, written once. Building the ORM form (a select_for_update with a
-# correlated subquery, then an UPDATE) cost ~2.5 ms of the submitter's CPU per claim, more than a command's
-# Fabric work (bench/outbox.py, CPU per command). "The first unfinished command of its aggregate" is a scalar
-# subquery: PostgreSQL probes the (aggregate_id, id) index once per candidate (the NOT EXISTS form was planned
-# as an anti join that compared every candidate with every unfinished row: 77 ms for 440 rows, measured).
+# The claim on PostgreSQL: one statement, written once, bound server side, prepared on each connection and
+# read without RawQuerySet's per-column machinery. Building the ORM form (a select_for_update with a correlated
+# subquery, then an UPDATE) cost ~2.5 ms of the submitter's CPU per claim, more than a command's Fabric work
+# (bench/outbox.py, CPU per command). "The first unfinished command of its aggregate" is a scalar subquery:
+# PostgreSQL probes the (aggregate_id, id) index once per candidate (the NOT EXISTS form was planned as an anti
+# join that compared every candidate with every unfinished row: 77 ms for 440 rows, measured).
 _CLAIM_SQL = """
 WITH due AS (
     SELECT c.id FROM outbox_outboxcommand c
@@ -271,8 +275,30 @@ UPDATE outbox_outboxcommand o
 SET locked_by = %(worker)s, locked_until = %(until)s, lease_token = %(token)s, attempts = o.attempts + 1,
     last_attempt_at = %(now)s
 FROM due WHERE o.id = due.id
-RETURNING o.*
+RETURNING {columns}
 """
+# The claim must walk the index of unfinished rows in id order and stop after a batch. The planner's estimate
+# of unfinished rows comes from statistics taken when the table was quiet: after a burst of enqueues it expects
+# almost none and plans a bitmap scan that sorts every unfinished row, running the order check on each (with
+# 1,000 queued, 5–8 ms per claim instead of 0.3, bench/outbox.py; O(queue) at any size). So this transaction
+# forbids bitmap scans and sorts, whatever the statistics say; and commits without waiting for the WAL flush
+# (relaxed_commit), all in one statement.
+_CLAIM_SETTINGS_SQL = ("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true),"
+                       " set_config('synchronous_commit', 'off', true)")
+# Every column, in the model's field order (the table's order differs: migrations appended columns).
+_FIELDS = OutboxCommand._meta.concrete_fields
+_CLAIM_SQL = _CLAIM_SQL.format(columns=", ".join(f"o.{f.column}" for f in _FIELDS))  # the model's names
+_JSON_FIELDS = [n for n, field in enumerate(_FIELDS) if field.get_internal_type() == "JSONField"]
+_ATTNAMES = [field.attname for field in _FIELDS]
+
+
+def _command_from_row(row: tuple[Any, ...]) -> OutboxCommand:
+    """A claimed row as the model (its JSON columns arrive as text: Django's loader on this connection)."""
+    values = list(row)
+    for n in _JSON_FIELDS:
+        if values[n] is not None:
+            values[n] = json.loads(values[n])
+    return OutboxCommand.from_db(DEFAULT_DB_ALIAS, _ATTNAMES, values)
 
 
 def outbox_renew_leases(*, worker_id: str, ids: Iterable[int], lease_seconds: float | None = None) -> set[int]:
@@ -317,8 +343,8 @@ def relaxed_commit() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def _fenced(command_id: int, worker_id: str, token: uuid.UUID | None, *, durable: bool = False,
-            failed: bool = False, **changes: Any) -> None:
+def _fenced(command_id: int, worker_id: str, token: uuid.UUID | None, *, failed: bool = False,
+            **changes: Any) -> None:
     """Updates the row only while ``worker_id`` holds its lease from the claim whose lease token is ``token``;
     raises LeaseLost otherwise. (``token`` None checks the worker alone: callers that claim one row at a
     time, such as tests; the submitter always passes its claim's token.)
@@ -346,7 +372,7 @@ def _fenced(command_id: int, worker_id: str, token: uuid.UUID | None, *, durable
     outermost = not connection.in_atomic_block
     if outermost or failed:  # inside a batch: a savepoint, so a failing reaction takes the FAILED write back
         with transaction.atomic():
-            if outermost and not durable:
+            if outermost:
                 relaxed_commit()
             updated = apply()
     else:
@@ -393,17 +419,116 @@ def outbox_record_endorsed(*, command_id: int, worker_id: str, tx_id: str, envel
                            lease_token: uuid.UUID | None = None) -> None:
     """Stores the tx id and the signed envelope *before* Submit, so a crash after this point resubmits the
     same transaction instead of making a second one."""
-    _fenced(command_id, worker_id, lease_token, durable=True, status=CommandStatus.SUBMITTED, tx_id=tx_id,
-            signed_envelope=envelope, submitted_at=timezone.now(), validation_code="", block_number=None)
+    _one_of_many(outbox_record_endorsed_many, command_id=command_id, worker_id=worker_id,
+                 lease_token=lease_token, tx_id=tx_id, envelope=envelope)
 
 
 def outbox_record_committed(*, command_id: int, worker_id: str, block_number: int, result: Any,
                             lease_token: uuid.UUID | None = None) -> None:
     """The tx id committed VALID: the command is done, and the next one of its aggregate becomes due (the
     finishing submitter wakes itself to claim it; other replicas find it when they next look)."""
-    _fenced(command_id, worker_id, lease_token, status=CommandStatus.COMMITTED, block_number=block_number,
-            validation_code="VALID", result=result, committed_at=timezone.now(), error_message="",
-            locked_by="", locked_until=None, lease_token=None)
+    _one_of_many(outbox_record_committed_many, command_id=command_id, worker_id=worker_id,
+                 lease_token=lease_token, block_number=block_number, result=result)
+
+
+# The two writes on the path of every command, for many commands in one statement each (PostgreSQL). Written
+# once as SQL, bound server side, and prepared on each connection (one statement per batch size):
+# built through the ORM, one UPDATE per command cost more of the submitter's CPU than the command's Fabric work
+# (bench/outbox.py, CPU per command). Scalar parameters, not arrays: psycopg dumps those in C. Fenced like
+# _fenced: a row is written only while its worker holds the lease of that claim.
+_ENDORSED_SQL = """
+UPDATE outbox_outboxcommand o
+SET status = 'SUBMITTED', tx_id = v.tx_id, signed_envelope = v.envelope, submitted_at = %s,
+    validation_code = '', block_number = NULL, updated_at = %s
+FROM (VALUES {rows}) AS v(id, worker, token, tx_id, envelope)
+WHERE o.id = v.id AND o.locked_by = v.worker AND (v.token IS NULL OR o.lease_token = v.token)
+RETURNING o.id
+"""
+_ENDORSED_ROW = "(%s::bigint, %s::text, %s::uuid, %s::text, %s::bytea)"
+# A command becoming final also sends gx_command (gxbackend.progress), delivered when the transaction commits.
+# Run as a statement of its own (autocommit), it also relaxes its own commit (relaxed_commit, without a
+# statement more): set_config(..., true) lasts until the end of the transaction, which is this statement.
+_COMMITTED_SQL = """
+WITH {relax}done AS (
+    UPDATE outbox_outboxcommand o
+    SET status = 'COMMITTED', block_number = v.block_number, validation_code = 'VALID', result = v.result,
+        committed_at = %s, error_message = '', locked_by = '', locked_until = NULL, lease_token = NULL,
+        updated_at = %s
+    FROM (VALUES {rows}) AS v(id, worker, token, block_number, result)
+    WHERE o.id = v.id AND o.locked_by = v.worker AND (v.token IS NULL OR o.lease_token = v.token)
+    RETURNING o.id
+)
+SELECT done.id, pg_notify(%s, done.id::text) FROM done{relaxed}
+"""
+_RELAX = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), "
+_COMMITTED_ROW = "(%s::bigint, %s::text, %s::uuid, %s::bigint, %s::jsonb)"
+_MANY_CHUNK = 64  # rows per statement: at most this many statement texts (prepared ones) per connection
+
+
+def outbox_record_endorsed_many(writes: Sequence[dict[str, Any]]) -> set[int]:
+    """:func:`outbox_record_endorsed` for many commands (each a dict of its keyword arguments) in one
+    statement; returns the ids written (a command missing from it lost its lease). Inside the caller's
+    transaction the caller decides about durability; alone, the statement commits durably."""
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        return _fenced_each(writes, lambda w: dict(
+            status=CommandStatus.SUBMITTED, tx_id=w["tx_id"], signed_envelope=w["envelope"], submitted_at=now,
+            validation_code="", block_number=None, updated_at=now))
+    return _execute_many(_ENDORSED_SQL, _ENDORSED_ROW, now, [
+        (w["command_id"], w["worker_id"], w.get("lease_token"), w["tx_id"], bytes(w["envelope"])) for w in writes])
+
+
+def outbox_record_committed_many(writes: Sequence[dict[str, Any]]) -> set[int]:
+    """:func:`outbox_record_committed` for many commands in one statement (see
+    :func:`outbox_record_endorsed_many`); each written command also sends ``gx_command``. Outside a transaction
+    the statement commits relaxed (:func:`relaxed_commit`)."""
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        written = _fenced_each(writes, lambda w: dict(
+            status=CommandStatus.COMMITTED, block_number=w["block_number"], validation_code="VALID",
+            result=w["result"], committed_at=now, error_message="", locked_by="", locked_until=None,
+            lease_token=None, updated_at=now))
+        for command_id in sorted(written):
+            progress.notify_command_final(command_id)
+        return written
+    alone = not connection.in_atomic_block
+    sql = _COMMITTED_SQL.replace("{relax}", _RELAX if alone else "").replace("{relaxed}", ", relaxed" if alone else "")
+    return _execute_many(sql, _COMMITTED_ROW, now, [
+        (w["command_id"], w["worker_id"], w.get("lease_token"), w["block_number"],
+         None if w["result"] is None else json.dumps(w["result"])) for w in writes], progress.COMMAND_CHANNEL)
+
+
+def _execute_many(sql: str, row: str, now: Any, rows: list[tuple[Any, ...]], *tail: Any) -> set[int]:
+    """``sql`` with its ``{rows}`` for each chunk of ``rows``: parameters ``now, now``, the rows', ``tail``."""
+    written: set[int] = set()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        for start in range(0, len(rows), _MANY_CHUNK):
+            chunk = rows[start:start + _MANY_CHUNK]
+            cursor.execute(sql.format(rows=", ".join([row] * len(chunk))),
+                           [now, now, *(value for values in chunk for value in values), *tail], binary=True,
+                           prepare=True)
+            written.update(found for found, *_ in cursor.fetchall())
+    return written
+
+
+def _fenced_each(writes: Sequence[dict[str, Any]], changes: Callable[[dict[str, Any]], dict[str, Any]]) -> set[int]:
+    """The many-writes on other databases (SQLite in development): one fenced ORM update per command."""
+    written = set()
+    for w in writes:
+        rows = OutboxCommand.objects.filter(id=w["command_id"], locked_by=w["worker_id"])
+        if w.get("lease_token") is not None:
+            rows = rows.filter(lease_token=w["lease_token"])
+        if rows.update(**changes(w)):
+            written.add(w["command_id"])
+    return written
+
+
+def _one_of_many(many: Callable[[Sequence[dict[str, Any]]], set[int]], **write: Any) -> None:
+    """One command's write through its many-form (a statement of its own, or part of the caller's
+    transaction); LeaseLost when the lease is gone."""
+    if write["command_id"] not in many([write]):
+        raise LeaseLost(f"command {write['command_id']} is no longer leased to {write['worker_id']}")
 
 
 def outbox_record_failed(

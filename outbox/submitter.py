@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db import transaction as db_transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
@@ -56,7 +56,9 @@ from outbox.services import (
     LeaseLost,
     outbox_claim_commands,
     outbox_record_committed,
+    outbox_record_committed_many,
     outbox_record_endorsed,
+    outbox_record_endorsed_many,
     outbox_record_failed,
     outbox_record_retry,
     outbox_release,
@@ -224,9 +226,11 @@ def _decode_result(raw: bytes) -> Any:
 def _release_db() -> None:
     # Several commands are in flight per process, each waiting about a block interval on Fabric: holding a
     # connection per waiting thread would exhaust PostgreSQL's connection slots across replicas. (Inside an
-    # atomic block, i.e. a test's transaction, closing would break it.)
-    if not connection.in_atomic_block:
-        connection.close()
+    # atomic block, i.e. a test's transaction, closing would break it.) Called several times per command,
+    # mostly by threads that never opened one: one lookup of the thread's connection, nothing more.
+    own = connections[DEFAULT_DB_ALIAS]
+    if own.connection is not None and not own.in_atomic_block:
+        own.close()
 
 
 def _direct(function: Callable[..., T], **kwargs: Any) -> T:
@@ -275,10 +279,11 @@ def process_command(
     slot = _Slot(fabric_slots)
     slot.acquire()
     try:
+        commit = None  # the signed CommitStatus request that Submit returns (a signature saved per command)
         if command.status == CommandStatus.SUBMITTED and command.tx_id and command.signed_envelope:
             transaction = fabric.gateway.transaction_from_bytes(bytes(command.signed_envelope))
             try:
-                transaction.submit()
+                commit = transaction.submit()
             except SubmitError as exc:
                 # An earlier copy may be ordered already: CommitStatus, not this error, says what happened.
                 logger.info("resubmitting %s failed: %s", transaction.transaction_id, exc,
@@ -297,7 +302,7 @@ def process_command(
             _release_db()
             crash_point("after_endorse")
             try:
-                transaction.submit()
+                commit = transaction.submit()
             except SubmitError as exc:
                 slot.release()
                 if exc.retryable:  # ambiguous: resend the same envelope next time
@@ -312,7 +317,9 @@ def process_command(
         tx_id = transaction.transaction_id
         log["tx_id"] = tx_id
         try:
-            status = fabric.network.commit_status(tx_id, timeout=settings.FABRIC_COMMIT_STATUS_TIMEOUT)
+            if commit is None:
+                commit = fabric.network.new_commit(tx_id)
+            status = commit.status(timeout=settings.FABRIC_COMMIT_STATUS_TIMEOUT)
         except CommitStatusError as exc:
             slot.release()
             if exc.retryable:
@@ -378,6 +385,10 @@ def _retry(command: OutboxCommand, lease: dict[str, Any], error: str, *, new_tra
     return "retried" if retried else "failed"
 
 
+# A row writer keeps its database connection between batches, and lets it go after this long without work.
+IDLE_RELEASE_SECONDS = 1.0
+
+
 class WriteTimeout(TimeoutError):
     """A row write was not applied within the writer's timeout (its thread is stuck, dead or far behind)."""
 
@@ -395,13 +406,13 @@ class DbWriter:
     def __init__(self, *, name: str = "submitter-db-writer", timeout: float = 60.0,
                  stuck_after: float = 60.0) -> None:
         self.timeout = timeout
-        self._queue: queue.SimpleQueue[tuple[int, Callable[[], Any], bool, Future]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_PendingWrite] = queue.SimpleQueue()
         self.watch = WatchedThread(name, self._run, stuck_after=stuck_after)
 
     def __call__(self, function: Callable[..., T], /, **kwargs: Any) -> T:
         future: Future = Future()
-        self._queue.put((kwargs["command_id"], lambda: function(**kwargs), function is outbox_record_endorsed,
-                         future))
+        self._queue.put(_PendingWrite(kwargs["command_id"], function, kwargs, function is outbox_record_endorsed,
+                                      future))
         try:
             return future.result(timeout=self.timeout)
         except TimeoutError:
@@ -411,8 +422,18 @@ class DbWriter:
                                f"{self.timeout:g}s ({self.watch.problem() or 'writer busy'})") from None
 
     def _run(self, watch: WatchedThread) -> None:
+        try:
+            self._loop(watch)
+        finally:  # a writer that dies anyway lets go of its connection
+            _close_db_quietly()
+
+    def _loop(self, watch: WatchedThread) -> None:
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=IDLE_RELEASE_SECONDS)]
+            except queue.Empty:  # idle: no connection pinned meanwhile
+                _close_db_quietly()
+                batch = [self._queue.get()]
             with watch.busy():
                 while True:
                     try:
@@ -424,7 +445,7 @@ class DbWriter:
                     outcomes = self._apply(batch)
                 except Exception as exc:  # a bug here must not end the thread: the callers learn it
                     logger.exception("submitter writer: a batch of %d write(s) failed", len(batch))
-                    outcomes = [(future, None, exc) for _, _, _, future in batch]
+                    outcomes = [(item.future, None, exc) for item in batch]
                 for future, result, error in outcomes:
                     if future.done():
                         continue
@@ -433,40 +454,86 @@ class DbWriter:
                     else:
                         future.set_exception(error)
 
-    def _apply(self, batch: list[tuple[int, Callable[[], Any], bool, Future]]) -> list[
-            tuple[Future, Any, BaseException | None]]:
-        # Rows are locked in id order, as the claim and the lease renewal lock them: no deadlocks.
-        batch.sort(key=lambda item: item[0])
+    def _apply(self, batch: list[_PendingWrite]) -> list[tuple[Future, Any, BaseException | None]]:
+        # The writer keeps its database connection between batches (checking one out of the pool and back per
+        # batch cost more CPU than the batch's statements); after any failure it lets it go, since the failure
+        # may have broken it, and when idle (_loop).
+        batch.sort(key=lambda item: item.command_id)
         try:
             return self._in_one_transaction(batch)
         except Exception as exc:
+            _close_db_quietly()
             if len(batch) == 1:
-                return [(batch[0][3], None, exc)]
+                return [(batch[0].future, None, exc)]
             logger.warning("a batch of %d writes failed (%s: %s); writing them one by one", len(batch),
                            type(exc).__name__, exc)
-            _close_db_quietly()  # the failure may have broken the connection
-            return [outcome for item in batch for outcome in self._in_one_transaction([item], alone=True)]
-        finally:
-            _close_db_quietly()
+            outcomes = [outcome for item in batch for outcome in self._in_one_transaction([item], alone=True)]
+            if any(error is not None and not isinstance(error, LeaseLost) for _, _, error in outcomes):
+                _close_db_quietly()
+            return outcomes
 
     @staticmethod
-    def _in_one_transaction(batch: list[tuple[int, Callable[[], Any], bool, Future]], *, alone: bool = False,
+    def _in_one_transaction(batch: list[_PendingWrite], *, alone: bool = False,
                             ) -> list[tuple[Future, Any, BaseException | None]]:
+        """Every write of ``batch`` in one transaction: the writes every command makes (envelope stored,
+        committed) as one statement per kind for all the commands, the others one by one."""
         outcomes: list[tuple[Future, Any, BaseException | None]] = []
+        many = _MANY.get(batch[0].function)
+        if many is not None and all(item.function is batch[0].function for item in batch):
+            # The common batch, one kind of write for every command in it: a single statement, committed on its
+            # own (durable for envelope stores, relaxed for commits; see outbox.services), no transaction around.
+            try:
+                written = many([item.kwargs for item in batch])
+            except Exception as exc:
+                if not alone:
+                    raise
+                return [(batch[0].future, None, exc)]
+            return [_many_outcome(item, written) for item in batch]
         try:
             with db_transaction.atomic():
-                if not any(durable for _, _, durable, _ in batch):
+                if not any(item.durable for item in batch):
                     relaxed_commit()
-                for _, write, _, future in batch:
+                for function, many_of_kind in _MANY.items():
+                    writes = [item for item in batch if item.function is function]
+                    if writes:
+                        written = many_of_kind([item.kwargs for item in writes])
+                        outcomes.extend(_many_outcome(item, written) for item in writes)
+                for item in batch:
+                    if item.function in _MANY:
+                        continue
                     try:
-                        outcomes.append((future, write(), None))
+                        outcomes.append((item.future, item.function(**item.kwargs), None))
                     except LeaseLost as exc:  # changed nothing: the batch goes on
-                        outcomes.append((future, None, exc))
+                        outcomes.append((item.future, None, exc))
         except Exception as exc:
             if not alone:
                 raise
-            return [(batch[0][3], None, exc)]
+            return [(batch[0].future, None, exc)]
         return outcomes
+
+
+def _many_outcome(item: _PendingWrite, written: set[int]) -> tuple[Future, Any, BaseException | None]:
+    if item.command_id in written:
+        return item.future, None, None
+    return item.future, None, LeaseLost(f"command {item.command_id} is no longer leased to {item.kwargs['worker_id']}")
+
+
+@dataclass(frozen=True)
+class _PendingWrite:
+    command_id: int
+    function: Callable[..., Any]
+    kwargs: dict[str, Any]
+    durable: bool
+    future: Future
+
+
+# Writes the writer applies for a whole batch in one statement (the rows are locked in the statement's join
+# order; every other writer of these rows locks with SKIP LOCKED or works on rows of its own lease, so this
+# cannot deadlock; if it ever did, the batch would be written again one by one).
+_MANY: dict[Callable[..., Any], Callable[[list[dict[str, Any]]], set[int]]] = {
+    outbox_record_endorsed: outbox_record_endorsed_many,
+    outbox_record_committed: outbox_record_committed_many,
+}
 
 
 def _close_db_quietly() -> None:
