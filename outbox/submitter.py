@@ -638,7 +638,8 @@ class Submitter:
         except DatabaseError as exc:
             logger.warning("renewing %d lease(s) failed: %s", len(ids), exc)
             return
-        lost = ids - held
+        with self._lock:  # a command that finished meanwhile holds no lease, and lost none
+            lost = (ids - held) & self._in_flight
         if lost:
             logger.warning("leases lost on %d command(s): %s", len(lost), sorted(lost))
 
