@@ -18,6 +18,8 @@ CPU share and how busy the machine's cores were.
    each round starts with none), with its CPU per request.
 3. ``POST /api/v1/auth/login`` per second vs raw password-hash verifications per second (the same Argon2id hash,
    verified in a child process by as many threads as there are cores). Target ratio >= 0.9.
+4. A capacity check, not the pod's configuration: users/me on 2 x 8 threads with 16 connections, its rate, CPU
+   per request and how busy the cores were, beside the pod's: what bounds the pod's rate on this machine.
 
 Rounds of each pair alternate (A, B, A, B, ...) and medians are compared, so drift on a shared machine hits both
 sides alike. Works in a scratch database ``<DATABASE_URL name>_bench_api`` (created, migrated, dropped).
@@ -110,13 +112,13 @@ class Server:
 
     def wrk_round(self, path: str, *, method: str = "GET", body: str | None = None,
                   headers: list[dict[str, str]], status: int = 200, seconds: float = ROUND_SECONDS,
-                  before: Callable[[], None] | None = None) -> Round:
+                  before: Callable[[], None] | None = None, connections: int = CONNECTIONS) -> Round:
         if before is not None:
             before()
         meter = CpuMeter(self.pids).start()
         ticks = machine_ticks()
         result: WrkResult = run_wrk(self.base + path, method=method, body=body, headers=headers, status=status,
-                                    connections=CONNECTIONS, seconds=seconds)
+                                    connections=connections, seconds=seconds)
         busy_ticks = machine_ticks()
         server_cpu = meter.stop()
         busy = machine_busy_fraction(ticks, busy_ticks)
@@ -168,6 +170,14 @@ def seed(password: str) -> tuple[str, list[str], str]:
     Wallet.objects.bulk_create([Wallet(user=u, balance_qirat=10**15) for u in active])
     recipient = str(User.objects.get(email="recipient@example.com").pk)
     return emails[0], emails[1:-1], recipient
+
+
+def login_at(base: str, email: str) -> str:
+    """An access token for ``email`` from the server at ``base``."""
+    status, body = post_json(f"{base}/api/v1/auth/login", {"email": email, "password": PASSWORD})
+    if status != 200:
+        raise RuntimeError(f"login answered {status}: {body[:200]!r}")
+    return json.loads(body)["access"]
 
 
 def post_json(url: str, data: dict) -> tuple[int, bytes]:
@@ -234,10 +244,7 @@ def main() -> int:
             server = Server(base, master, database)
 
             def login(email: str) -> str:
-                status, body = post_json(f"{base}/api/v1/auth/login", {"email": email, "password": PASSWORD})
-                if status != 200:
-                    raise RuntimeError(f"login answered {status}: {body[:200]!r}")
-                return json.loads(body)["access"]
+                return login_at(base, email)
 
             auth = [{"Authorization": f"Bearer {login(me_email)}"}]
             me, bare = side_by_side(lambda: server.wrk_round("/api/v1/users/me", headers=auth),
@@ -289,6 +296,21 @@ def main() -> int:
             print(f"raw argon2id verifications ({CORES} threads) = {median(hashes, 'rate'):.1f} verifications/s")
             ok &= report("logins vs raw hash verifications", median(logins, "rate"), median(hashes, "rate"),
                          LOGIN_TARGET)
+
+        # What bounds the pod configuration's rate here: the same users/me on a server with twice the threads,
+        # driven with twice the connections. If the cores then get busier and the rate rises at the same CPU per
+        # request, the pod's 8 threads (waiting on the database), not the code or wrk, set the rate above.
+        with running_gunicorn(env, workers=2, threads=8, multiproc_dir=Path(tmp.name) / "metrics-wide") as base:
+            master = next(pid for pid in children_of(os.getpid())
+                          if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes())
+            wide = Server(base, master, database)
+            auth = [{"Authorization": f"Bearer {login_at(base, me_email)}"}]
+            wide.wrk_round("/api/v1/users/me", headers=auth, connections=2 * CONNECTIONS)  # warm-up
+            rounds = [wide.wrk_round("/api/v1/users/me", headers=auth, connections=2 * CONNECTIONS)
+                      for _ in range(max(3, ROUNDS // 2))]
+            describe("GET /api/v1/users/me, 2 x 8 threads (capacity check, not the pod's)", rounds)
+            print(f"machine cores busy, 2 x 8 threads = {median(rounds, 'machine_busy'):.0%} median "
+                  f"(vs {statistics.median(r.machine_busy for r in me + bare):.0%} with the pod's 2 x 4)")
     finally:
         drop_scratch_database(url)
         tmp.cleanup()
