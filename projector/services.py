@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import time
 import uuid
@@ -338,6 +339,7 @@ def _raw_cursor() -> psycopg.Cursor[Any]:
 # On-chain id (hex) -> UUID, or None when the id is not a UUID in hex (a pure function of the string, cached).
 _UUID_OF: dict[str, uuid.UUID | None] = {}
 _UUID_OF_MAX = 200_000
+_ONCHAIN_UUID = re.compile(r"[0-9a-f]{32}")
 
 
 def _uuid_of(onchain_id: str) -> uuid.UUID | None:
@@ -345,12 +347,10 @@ def _uuid_of(onchain_id: str) -> uuid.UUID | None:
         return _UUID_OF[onchain_id]
     except KeyError:
         pass
-    pk: uuid.UUID | None = None
-    if len(onchain_id) == 32:
-        try:
-            pk = uuid.UUID(hex=onchain_id)
-        except ValueError:
-            pk = None
+    # Exactly the form the backend writes (uuid.hex): uuid.UUID(hex=) would also take "_" (int() does) and
+    # upper case, so another organisation's user "A0…" or "a0…_1" would alias a local user, or reach
+    # PostgreSQL's uuid parser and stop the projector at that event for ever.
+    pk = uuid.UUID(hex=onchain_id) if _ONCHAIN_UUID.fullmatch(onchain_id) else None
     if len(_UUID_OF) >= _UUID_OF_MAX:
         _UUID_OF.clear()
     _UUID_OF[onchain_id] = pk

@@ -147,6 +147,19 @@ def test_events_for_users_unknown_here_leave_the_rest_of_the_block_applied(make_
     assert Checkpoint.objects.get(name=CHECKPOINT_NAME).block_number == 2
 
 
+def test_ids_that_only_look_like_a_local_users_are_somebody_elses_and_never_stop_the_projector(make_user):
+    # Another organisation's users on the channel: "_" passes int(..., 16) (and uuid.UUID) but not PostgreSQL's
+    # uuid parser; upper case parses to the same UUID as one of ours, but is a different user on the chain.
+    alice = make_user()
+    hex_id = alice.pk.hex
+    result = apply_block(block(1, user_created(hex_id[:29] + "_" + hex_id[30:]), user_created(hex_id.upper()),
+                               user_created(hex_id)))
+    assert result.malformed is None
+    assert Wallet.objects.get(pk=alice.pk).balance_qirat == 500_000_000
+    assert [r[:2] for r in rows(alice)] == [("GENESIS", 500_000_000)]
+    assert Checkpoint.objects.get(name=CHECKPOINT_NAME).block_number == 2
+
+
 def test_reset_rewinds_the_checkpoint_and_empties_the_read_models(make_user):
     alice = make_user()
     apply_block(block(1, user_created(alice.pk.hex)))
