@@ -432,7 +432,7 @@ def outbox_record_committed(*, command_id: int, worker_id: str, block_number: in
 
 
 # The two writes on the path of every command, for many commands in one statement each (PostgreSQL). Written
-# once as SQL, bound server side, and prepared on each connection (one statement per batch size):
+# once as SQL, bound server side, and prepared on each connection (see _execute_many):
 # built through the ORM, one UPDATE per command cost more of the submitter's CPU than the command's Fabric work
 # (bench/outbox.py, CPU per command). Scalar parameters, not arrays: psycopg dumps those in C. Fenced like
 # _fenced: a row is written only while its worker holds the lease of that claim.
@@ -462,7 +462,7 @@ SELECT done.id, pg_notify(%s, done.id::text) FROM done{relaxed}
 """
 _RELAX = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), "
 _COMMITTED_ROW = "(%s::bigint, %s::text, %s::uuid, %s::bigint, %s::jsonb)"
-_MANY_CHUNK = 64  # rows per statement: at most this many statement texts (prepared ones) per connection
+_MANY_CHUNK = 64  # rows per statement at most (a power of two: see _execute_many)
 
 
 def outbox_record_endorsed_many(writes: Sequence[dict[str, Any]]) -> set[int]:
@@ -499,15 +499,21 @@ def outbox_record_committed_many(writes: Sequence[dict[str, Any]]) -> set[int]:
 
 
 def _execute_many(sql: str, row: str, now: Any, rows: list[tuple[Any, ...]], *tail: Any) -> set[int]:
-    """``sql`` with its ``{rows}`` for each chunk of ``rows``: parameters ``now, now``, the rows', ``tail``."""
+    """``sql`` with its ``{rows}`` for each chunk of ``rows``: parameters ``now, now``, the rows', ``tail``.
+
+    A chunk is padded with rows of NULLs (no id matches NULL) to the next power of two, so that each
+    connection prepares a handful of statements (1, 2, 4 … 64 rows) and PostgreSQL settles on their generic
+    plans: with a statement per batch size, planning was most of the statements' cost (pg_stat_statements)."""
     written: set[int] = set()
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         for start in range(0, len(rows), _MANY_CHUNK):
             chunk = rows[start:start + _MANY_CHUNK]
-            cursor.execute(sql.format(rows=", ".join([row] * len(chunk))),
-                           [now, now, *(value for values in chunk for value in values), *tail], binary=True,
-                           prepare=True)
+            size = 1 << (len(chunk) - 1).bit_length()
+            padding = [None] * (size - len(chunk)) * len(chunk[0])
+            cursor.execute(sql.format(rows=", ".join([row] * size)),
+                           [now, now, *(value for values in chunk for value in values), *padding, *tail],
+                           binary=True, prepare=True)
             written.update(found for found, *_ in cursor.fetchall())
     return written
 
