@@ -12,9 +12,11 @@ not know) and runs the real command in a subprocess against a scratch database
     python -m fabric_client.devnet.seed --data-dir var/rebuild --prefix a0 --users 10000 --transfers 990000
     BENCH_REBUILD_DEVNET_DIR=var/rebuild .venv/bin/python bench/rebuild.py
 
-(seeding runs at 120–600 transactions/s on the shared 2-core machine, so 10^6 takes hours there: that is why
-``make bench`` runs 10^5). Target: the rate that rebuilds 1,000,000 events in 60 s (16,667 events/s); the time
-projected for 1,000,000 events is printed beside the measured one. Exits 1 when the target is missed.
+(seeding costs 0.6–0.7 ms of CPU per transaction, a third of it ECDSA: three signatures and a verification;
+under ``nice`` on the shared 2-core machine 10^6 took 29 minutes, 400–1,300 transactions/s with the load of the
+moment: that is why ``make bench`` runs 10^5). Target: the rate that rebuilds 1,000,000 events in 60 s
+(16,667 events/s); the time projected for 1,000,000 events is printed beside the measured one. Exits 1 when the
+target is missed.
 """
 
 from __future__ import annotations
