@@ -568,7 +568,7 @@ class Run:
     def fault_postgres_restart(self, record: FaultRecord) -> None:
         assert self.pg is not None
         self.pg.restart_fast()
-        record.detail = "pg_ctl restart -m fast"
+        record.detail = "pg_ctl stop -m fast, 1 s down, start"
         self.pg_window = (record.started, 0.0)
         up = self.wait_for(lambda: self.readyz and self.readyz[-1][0] > record.started and self.readyz[-1][1] == 200,
                            120, "/readyz to answer 200 after the PostgreSQL restart", interval=0.05)
