@@ -114,3 +114,32 @@ def _admin_sql(url: str, sql: str) -> None:
 
     with psycopg.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")), autocommit=True) as conn:
         conn.execute(sql)
+
+
+def indexes_planned(sql: str, params=None, *, without: tuple[str, ...] = (), using: str = "default") -> list[str]:
+    """The indexes PostgreSQL's plan for ``sql`` reads, in plan order (one entry per scan), with sequential scans
+    disabled: a test table of a few rows would otherwise always be read whole, whatever the indexes allow.
+    ``without``: indexes dropped first, to see what the plan falls back on (which index the planner prefers among
+    several depends on table statistics; which ones it *can* use does not). EXPLAIN only: ``sql`` (with its
+    ``params``, if any) is planned, not run. Inside a test's transaction, which undoes the drops and the setting."""
+    import json
+
+    from django.db import connections
+
+    found: list[str] = []
+
+    def walk(node: dict) -> None:
+        if "Index Name" in node:
+            found.append(node["Index Name"])
+        for child in node.get("Plans", []):
+            walk(child)
+
+    with connections[using].cursor() as cursor:
+        for index in without:
+            cursor.execute(f'DROP INDEX "{index}"')
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+        cursor.execute("SET LOCAL enable_seqscan = on")
+    walk((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
+    return found

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from gxbackend.testing import ROOT, free_port
@@ -31,6 +31,14 @@ def new_user_id() -> str:
 
 def create_user_payload(user_id: str, nationality: str = "NG") -> dict:
     return {"user_id": user_id, "biometric_hash": f"{int(user_id, 16):064x}", "nationality": nationality, "age": 30}
+
+
+def queue_indexes() -> set[str]:
+    """The outbox's indexes of every user's unfinished commands in enqueue order (the claim's), by definition."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'outbox_outboxcommand' "
+                       "AND indexdef LIKE '%%USING btree (id) WHERE%%'")
+        return {name for (name,) in cursor.fetchall()}
 
 
 def enqueue_create_user(user_id: str | None = None, **kwargs) -> OutboxCommand:

@@ -190,6 +190,28 @@ def test_what_transfers_in_flight_hold_is_read_in_three_queries_however_many_the
     assert held == (2 * GX + (50 * GX + 75_000) + (150 * GX + 150_000) + (10 * GX + 15_000) + (1 + 5), 5)
 
 
+def test_what_transfers_in_flight_hold_is_read_from_the_senders_own_rows_only(wallet_user):
+    # Through the (aggregate_id, id) index of unfinished commands, never the claim's index of every user's
+    # unfinished commands, which the planner once chose and filtered on aggregate_id (outbox/models.py).
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from gxbackend.testing import indexes_planned
+    from outbox.services import outbox_enqueue
+    from outbox.tests.conftest import queue_indexes
+    from projector.transfers import held_by_transfers_in_flight
+
+    sender, recipient = wallet_user(), wallet_user()
+    outbox_enqueue(command_type=CommandType.TRANSFER, aggregate_id=sender.pk.hex, payload={
+        "from_user_id": sender.pk.hex, "to_user_id": recipient.pk.hex, "amount_qirat": GX})
+    with CaptureQueriesContext(connection) as queries:
+        assert held_by_transfers_in_flight(UserProfile.objects.get(user=sender))[1] == 1
+    [sql] = [q["sql"] for q in queries.captured_queries if 'FROM "outbox_outboxcommand"' in q["sql"]]
+    assert "outbox_unfinished_agg_idx" in indexes_planned(sql)
+    fallback = indexes_planned(sql, without=("outbox_unfinished_agg_idx",))
+    assert not queue_indexes() & set(fallback), fallback
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_transfers_at_once_cannot_spend_the_same_funds(wallet_user, monkeypatch):
     from django.db import connection
