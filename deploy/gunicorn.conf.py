@@ -5,6 +5,11 @@ is CPU-bound and releases the GIL; each process hashes one password at a time (P
 two processes keep both cores busy hashing while the other threads serve database and cache work. Timeouts
 stay below the pod's grace period (deploy/k8s/base/svc-identity.yaml: terminationGracePeriodSeconds 40 =
 preStop sleep 5 + graceful_timeout 20 + margin).
+Known limit (bench/api.py, README "Benchmarks"): a gthread worker accepts every connection waiting when it wakes
+and keeps it while it is kept alive, so a few busy keep-alive connections can all land on one process (one GIL):
+wrk's 8 were split 4/4 in 15 of 51 samples, up to 8/0 otherwise, and capping each worker at its thread count
+(``worker_connections = threads``) served 20 % more requests per second. It is not capped here: idle
+keep-alive connections of an ingress would then hold new ones in the backlog for up to ``keepalive`` seconds.
 Requests waiting for a write to be visible (``?wait=``, ``Prefer: wait=``) hold a thread: at most
 API_WAIT_MAX_WAITERS of the GUNICORN_THREADS (both in backend-config), and SIGTERM releases them (post_worker_init).
 Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must be set in the environment *before* gunicorn
