@@ -8,6 +8,7 @@ writes change nothing and it stops (``LeaseLost``).
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -195,6 +196,10 @@ def outbox_enqueue(
 class LeaseLost(Exception):
     """Another submitter holds this command now: stop working on it, write nothing more."""
 
+    @classmethod
+    def of(cls, command_id: int, worker_id: str) -> LeaseLost:
+        return cls(f"command {command_id} is no longer leased to {worker_id}")
+
 
 def outbox_claim(*, worker_id: str, limit: int, lease_seconds: float | None = None) -> list[int]:
     """Like :func:`outbox_claim_commands`, returning the ids."""
@@ -356,9 +361,7 @@ def _fenced(command_id: int, worker_id: str, token: uuid.UUID | None, *, failed:
     gxbackend.progress).
     """
     changes.setdefault("updated_at", timezone.now())
-    rows = OutboxCommand.objects.filter(id=command_id, locked_by=worker_id)
-    if token is not None:
-        rows = rows.filter(lease_token=token)
+    rows = _leased(command_id, worker_id, token)
     final = changes.get("status") in (CommandStatus.COMMITTED, CommandStatus.FAILED)
 
     def apply() -> int:
@@ -378,7 +381,14 @@ def _fenced(command_id: int, worker_id: str, token: uuid.UUID | None, *, failed:
     else:
         updated = apply()
     if not updated:
-        raise LeaseLost(f"command {command_id} is no longer leased to {worker_id}")
+        raise LeaseLost.of(command_id, worker_id)
+
+
+def _leased(command_id: int, worker_id: str, token: uuid.UUID | None) -> Any:
+    """The row, while ``worker_id`` holds its lease from the claim with lease token ``token`` (None: the worker
+    alone): the fence of every write a submitter makes (the many-statements' WHERE says the same in SQL)."""
+    rows = OutboxCommand.objects.filter(id=command_id, locked_by=worker_id)
+    return rows if token is None else rows.filter(lease_token=token)
 
 
 # --- reactions to a final failure ------------------------------------------------------------------------
@@ -460,7 +470,9 @@ WITH {relax}done AS (
 )
 SELECT done.id, pg_notify(%s, done.id::text) FROM done{relaxed}
 """
-_RELAX = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), "
+_COMMITTED_SQL_ALONE = _COMMITTED_SQL.replace("{relax}", "relaxed AS (SELECT set_config('synchronous_commit', "
+                                               "'off', true)), ").replace("{relaxed}", ", relaxed")
+_COMMITTED_SQL_IN_TRANSACTION = _COMMITTED_SQL.replace("{relax}", "").replace("{relaxed}", "")
 _COMMITTED_ROW = "(%s::bigint, %s::text, %s::uuid, %s::bigint, %s::jsonb)"
 _MANY_CHUNK = 64  # rows per statement at most (a power of two: see _execute_many)
 
@@ -484,15 +496,11 @@ def outbox_record_committed_many(writes: Sequence[dict[str, Any]]) -> set[int]:
     the statement commits relaxed (:func:`relaxed_commit`)."""
     now = timezone.now()
     if connection.vendor != "postgresql":
-        written = _fenced_each(writes, lambda w: dict(
+        return _fenced_each(writes, lambda w: dict(  # no gx_command: LISTEN/NOTIFY is PostgreSQL's
             status=CommandStatus.COMMITTED, block_number=w["block_number"], validation_code="VALID",
             result=w["result"], committed_at=now, error_message="", locked_by="", locked_until=None,
             lease_token=None, updated_at=now))
-        for command_id in sorted(written):
-            progress.notify_command_final(command_id)
-        return written
-    alone = not connection.in_atomic_block
-    sql = _COMMITTED_SQL.replace("{relax}", _RELAX if alone else "").replace("{relaxed}", ", relaxed" if alone else "")
+    sql = _COMMITTED_SQL_IN_TRANSACTION if connection.in_atomic_block else _COMMITTED_SQL_ALONE
     return _execute_many(sql, _COMMITTED_ROW, now, [
         (w["command_id"], w["worker_id"], w.get("lease_token"), w["block_number"],
          None if w["result"] is None else json.dumps(w["result"])) for w in writes], progress.COMMAND_CHANNEL)
@@ -511,21 +519,24 @@ def _execute_many(sql: str, row: str, now: Any, rows: list[tuple[Any, ...]], *ta
             chunk = rows[start:start + _MANY_CHUNK]
             size = 1 << (len(chunk) - 1).bit_length()
             padding = [None] * (size - len(chunk)) * len(chunk[0])
-            cursor.execute(sql.format(rows=", ".join([row] * size)),
+            cursor.execute(_statement(sql, row, size),
                            [now, now, *(value for values in chunk for value in values), *padding, *tail],
                            binary=True, prepare=True)
             written.update(found for found, *_ in cursor.fetchall())
     return written
 
 
+@functools.cache
+def _statement(sql: str, row: str, size: int) -> str:
+    """``sql`` with ``size`` rows of ``row`` for its ``{rows}`` (a handful of sizes: see _execute_many)."""
+    return sql.format(rows=", ".join([row] * size))
+
+
 def _fenced_each(writes: Sequence[dict[str, Any]], changes: Callable[[dict[str, Any]], dict[str, Any]]) -> set[int]:
     """The many-writes on other databases (SQLite in development): one fenced ORM update per command."""
     written = set()
     for w in writes:
-        rows = OutboxCommand.objects.filter(id=w["command_id"], locked_by=w["worker_id"])
-        if w.get("lease_token") is not None:
-            rows = rows.filter(lease_token=w["lease_token"])
-        if rows.update(**changes(w)):
+        if _leased(w["command_id"], w["worker_id"], w.get("lease_token")).update(**changes(w)):
             written.add(w["command_id"])
     return written
 
@@ -534,7 +545,7 @@ def _one_of_many(many: Callable[[Sequence[dict[str, Any]]], set[int]], **write: 
     """One command's write through its many-form (a statement of its own, or part of the caller's
     transaction); LeaseLost when the lease is gone."""
     if write["command_id"] not in many([write]):
-        raise LeaseLost(f"command {write['command_id']} is no longer leased to {write['worker_id']}")
+        raise LeaseLost.of(write["command_id"], write["worker_id"])
 
 
 def outbox_record_failed(

@@ -515,7 +515,7 @@ class DbWriter:
 def _many_outcome(item: _PendingWrite, written: set[int]) -> tuple[Future, Any, BaseException | None]:
     if item.command_id in written:
         return item.future, None, None
-    return item.future, None, LeaseLost(f"command {item.command_id} is no longer leased to {item.kwargs['worker_id']}")
+    return item.future, None, LeaseLost.of(item.command_id, item.kwargs["worker_id"])
 
 
 @dataclass(frozen=True)
