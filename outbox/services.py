@@ -230,7 +230,7 @@ def outbox_claim_commands(
                   "exclude": list(exclude_ids)}
         with transaction.atomic(), connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(_CLAIM_SETTINGS_SQL, prepare=True)
-            cursor.execute(_CLAIM_SQL, params, prepare=True)
+            cursor.execute(_CLAIM_SQL, params, prepare=True, binary=True)
             rows = cursor.fetchall()
         return sorted((_command_from_row(row) for row in rows), key=lambda c: c.id)
     # Other databases (SQLite in development): the same claim in two ORM statements.
@@ -293,17 +293,14 @@ _CLAIM_SETTINGS_SQL = ("SELECT set_config('enable_bitmapscan', 'off', true), set
 # Every column, in the model's field order (the table's order differs: migrations appended columns).
 _FIELDS = OutboxCommand._meta.concrete_fields
 _CLAIM_SQL = _CLAIM_SQL.format(columns=", ".join(f"o.{f.column}" for f in _FIELDS))  # the model's names
-_JSON_FIELDS = [n for n, field in enumerate(_FIELDS) if field.get_internal_type() == "JSONField"]
 _ATTNAMES = [field.attname for field in _FIELDS]
 
 
 def _command_from_row(row: tuple[Any, ...]) -> OutboxCommand:
-    """A claimed row as the model (its JSON columns arrive as text: Django's loader on this connection)."""
-    values = list(row)
-    for n in _JSON_FIELDS:
-        if values[n] is not None:
-            values[n] = json.loads(values[n])
-    return OutboxCommand.from_db(DEFAULT_DB_ALIAS, _ATTNAMES, values)
+    """A claimed row as the model. The claim reads binary results: psycopg's C loaders parse the timestamps
+    and the JSON, where the text format went through Django's timestamptz loader, written in Python (a tenth of
+    the claim's CPU), and a ``json.loads`` of ours."""
+    return OutboxCommand.from_db(DEFAULT_DB_ALIAS, _ATTNAMES, row)
 
 
 def outbox_renew_leases(*, worker_id: str, ids: Iterable[int], lease_seconds: float | None = None) -> set[int]:
