@@ -31,6 +31,7 @@ row writers (or the workers) die at, or hang in, their first unit of work.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import logging
@@ -39,9 +40,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
@@ -237,11 +237,28 @@ def _direct(function: Callable[..., T], **kwargs: Any) -> T:
     return function(**kwargs)
 
 
+class FabricSlots:
+    """``size`` Fabric transactions in flight at most: a semaphore on a C queue of tokens (a
+    ``threading.Semaphore`` is a Condition written in Python: its acquire and release were a visible share of
+    the workers' CPU per command, bench/outbox.py)."""
+
+    def __init__(self, size: int) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(size):
+            self._tokens.put(None)
+
+    def acquire(self) -> None:
+        self._tokens.get()
+
+    def release(self) -> None:
+        self._tokens.put(None)
+
+
 class _Slot:
     """One of the process's ``OUTBOX_MAX_IN_FLIGHT`` Fabric transactions, held from endorsement (or resubmit)
     until the commit status is known, and released exactly once."""
 
-    def __init__(self, semaphore: threading.Semaphore | None) -> None:
+    def __init__(self, semaphore: FabricSlots | threading.Semaphore | None) -> None:
         self._semaphore = semaphore
         self._held = False
 
@@ -259,13 +276,15 @@ class _Slot:
 
 def process_command(
     command: OutboxCommand | int, *, worker_id: str, fabric: Fabric, write: Write = _direct,
-    fabric_slots: threading.Semaphore | None = None,
+    fabric_slots: FabricSlots | threading.Semaphore | None = None, endorsing: Tally | None = None,
 ) -> str:
     """One attempt at a command leased to ``worker_id`` (the row as claimed, or its id); returns what became
     of it: ``committed``, ``failed`` (final; dead-lettered or not), ``retried`` or ``lost`` (lease taken over).
 
     ``fabric_slots`` bounds the transactions in flight on Fabric; the outcome is recorded after the slot is
-    released, so database latency does not count against the in-flight limit.
+    released, so database latency does not count against the in-flight limit. ``endorsing`` counts the
+    attempts between the start of an endorsement and its envelope stored (the store writer's batches wait for
+    those, see :class:`DbWriter`).
     """
     if not isinstance(command, OutboxCommand):
         command = OutboxCommand.objects.get(id=command)
@@ -291,14 +310,19 @@ def process_command(
         else:
             function, args = chaincode_call(command)
             proposal = fabric.contract.new_proposal(function, args=args)
-            try:
-                transaction = proposal.endorse()
-            except EndorseError as exc:
+            refused: EndorseError | None = None
+            with endorsing.counted() if endorsing is not None else contextlib.nullcontext():
+                try:
+                    transaction = proposal.endorse()
+                except EndorseError as exc:
+                    refused = exc
+                else:
+                    crash_point("before_store")
+                    write(outbox_record_endorsed, command_id=command_id, **lease, tx_id=transaction.transaction_id,
+                          envelope=transaction.bytes())
+            if refused is not None:
                 slot.release()
-                return _endorse_failed(command, lease, exc, write)
-            crash_point("before_store")
-            write(outbox_record_endorsed, command_id=command_id, **lease, tx_id=transaction.transaction_id,
-                  envelope=transaction.bytes())
+                return _endorse_failed(command, lease, refused, write)
             _release_db()
             crash_point("after_endorse")
             try:
@@ -393,33 +417,80 @@ class WriteTimeout(TimeoutError):
     """A row write was not applied within the writer's timeout (its thread is stuck, dead or far behind)."""
 
 
+class Tally:
+    """A count of threads inside a section (:meth:`counted`), readable from another thread."""
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self.value = 0
+
+    @contextlib.contextmanager
+    def counted(self) -> Iterator[None]:
+        with self._lock:
+            self.value += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.value -= 1
+
+
+class _Reply:
+    """The answer to one queued write, handed from the writer to the waiting caller through a lock (cheaper
+    than a ``concurrent.futures.Future``, whose Condition cost the workers as much as the write's statement)."""
+
+    __slots__ = ("_ready", "done", "error", "result")
+
+    def __init__(self) -> None:
+        self._ready = _thread.allocate_lock()
+        self._ready.acquire()
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, result: Any, error: BaseException | None) -> None:
+        if not self.done:
+            self.result, self.error, self.done = result, error, True
+            self._ready.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._ready.acquire(timeout=timeout)
+
+
 class DbWriter:
     """One thread that applies the submitter's row writes in batches: every write pending at that moment
     goes into one transaction, so N commands finishing together cost one commit (and one WAL flush) instead
-    of N. Callers block until their write is committed, so "envelope stored before Submit" still holds, but
-    never longer than ``timeout`` (:class:`WriteTimeout`; the write may still be applied later, fenced by the
-    lease). A batch is durable when any write in it is (the envelope store); the others relax the flush
-    (see ``outbox.services.relaxed_commit``). When a batch fails, its writes are applied again one by one, so
+    of N. With ``linger``, a batch waits that long for more writes before it is written: the writes of one
+    block's commands, or of one claim's endorsements, arrive spread over milliseconds, and a statement per
+    write or two cost the database and this process more CPU than the writes themselves (bench/outbox.py).
+    ``expected`` (when given) says how many writes are on their way: the batch waits only while more are
+    expected than it holds, so a write with nothing behind it goes at once.
+
+    Callers block until their write is committed, so "envelope stored before Submit" still holds, but never
+    longer than ``timeout`` (:class:`WriteTimeout`; the write may still be applied later, fenced by the lease).
+    A batch is durable when any write in it is (the envelope store); the others relax the flush (see
+    ``outbox.services.relaxed_commit``). When a batch fails, its writes are applied again one by one, so
     one failing write does not fail (and burn an attempt of) the innocent commands batched with it.
     """
 
-    def __init__(self, *, name: str = "submitter-db-writer", timeout: float = 60.0,
-                 stuck_after: float = 60.0) -> None:
+    def __init__(self, *, name: str = "submitter-db-writer", timeout: float = 60.0, stuck_after: float = 60.0,
+                 linger: float = 0.0, expected: Callable[[], int] | None = None) -> None:
         self.timeout = timeout
+        self.linger = linger
+        self.expected = expected
         self._queue: queue.SimpleQueue[_PendingWrite] = queue.SimpleQueue()
         self.watch = WatchedThread(name, self._run, stuck_after=stuck_after)
 
     def __call__(self, function: Callable[..., T], /, **kwargs: Any) -> T:
-        future: Future = Future()
+        reply = _Reply()
         self._queue.put(_PendingWrite(kwargs["command_id"], function, kwargs, function is outbox_record_endorsed,
-                                      future))
-        try:
-            return future.result(timeout=self.timeout)
-        except TimeoutError:
-            if future.done():  # the write itself raised a TimeoutError
-                raise
+                                      reply))
+        if not reply.wait(self.timeout):
             raise WriteTimeout(f"{function.__name__} for command {kwargs['command_id']} was not written within "
-                               f"{self.timeout:g}s ({self.watch.problem() or 'writer busy'})") from None
+                               f"{self.timeout:g}s ({self.watch.problem() or 'writer busy'})")
+        if reply.error is not None:
+            raise reply.error
+        return reply.result
 
     def _run(self, watch: WatchedThread) -> None:
         try:
@@ -435,26 +506,38 @@ class DbWriter:
                 _close_db_quietly()
                 batch = [self._queue.get()]
             with watch.busy():
-                while True:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
+                self._gather(batch)
                 try:
                     fault_point("writer")
                     outcomes = self._apply(batch)
                 except Exception as exc:  # a bug here must not end the thread: the callers learn it
                     logger.exception("submitter writer: a batch of %d write(s) failed", len(batch))
-                    outcomes = [(item.future, None, exc) for item in batch]
-                for future, result, error in outcomes:
-                    if future.done():
-                        continue
-                    if error is None:
-                        future.set_result(result)
-                    else:
-                        future.set_exception(error)
+                    outcomes = [(item.reply, None, exc) for item in batch]
+                for reply, result, error in outcomes:
+                    reply.set(result, error)
 
-    def _apply(self, batch: list[_PendingWrite]) -> list[tuple[Future, Any, BaseException | None]]:
+    def _gather(self, batch: list[_PendingWrite]) -> None:
+        """Adds to ``batch`` every write queued now, and those that arrive while it lingers."""
+        self._drain(batch)
+        if not self.linger:
+            return
+        if self.expected is None:
+            time.sleep(self.linger)  # one wake-up, not one per write that arrives meanwhile
+            self._drain(batch)
+            return
+        deadline = time.monotonic() + self.linger
+        while len(batch) < self.expected() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, _LINGER_STEP))
+            self._drain(batch)
+
+    def _drain(self, batch: list[_PendingWrite]) -> None:
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                return
+
+    def _apply(self, batch: list[_PendingWrite]) -> list[tuple[_Reply, Any, BaseException | None]]:
         # The writer keeps its database connection between batches (checking one out of the pool and back per
         # batch cost more CPU than the batch's statements); after any failure it lets it go, since the failure
         # may have broken it, and when idle (_loop).
@@ -464,7 +547,7 @@ class DbWriter:
         except Exception as exc:
             _close_db_quietly()
             if len(batch) == 1:
-                return [(batch[0].future, None, exc)]
+                return [(batch[0].reply, None, exc)]
             logger.warning("a batch of %d writes failed (%s: %s); writing them one by one", len(batch),
                            type(exc).__name__, exc)
             outcomes = [outcome for item in batch for outcome in self._in_one_transaction([item], alone=True)]
@@ -474,10 +557,10 @@ class DbWriter:
 
     @staticmethod
     def _in_one_transaction(batch: list[_PendingWrite], *, alone: bool = False,
-                            ) -> list[tuple[Future, Any, BaseException | None]]:
+                            ) -> list[tuple[_Reply, Any, BaseException | None]]:
         """Every write of ``batch`` in one transaction: the writes every command makes (envelope stored,
         committed) as one statement per kind for all the commands, the others one by one."""
-        outcomes: list[tuple[Future, Any, BaseException | None]] = []
+        outcomes: list[tuple[_Reply, Any, BaseException | None]] = []
         many = _MANY.get(batch[0].function)
         if many is not None and all(item.function is batch[0].function for item in batch):
             # The common batch, one kind of write for every command in it: a single statement, committed on its
@@ -487,7 +570,7 @@ class DbWriter:
             except Exception as exc:
                 if not alone:
                     raise
-                return [(batch[0].future, None, exc)]
+                return [(batch[0].reply, None, exc)]
             return [_many_outcome(item, written) for item in batch]
         try:
             with db_transaction.atomic():
@@ -502,29 +585,31 @@ class DbWriter:
                     if item.function in _MANY:
                         continue
                     try:
-                        outcomes.append((item.future, item.function(**item.kwargs), None))
+                        outcomes.append((item.reply, item.function(**item.kwargs), None))
                     except LeaseLost as exc:  # changed nothing: the batch goes on
-                        outcomes.append((item.future, None, exc))
+                        outcomes.append((item.reply, None, exc))
         except Exception as exc:
             if not alone:
                 raise
-            return [(batch[0].future, None, exc)]
+            return [(batch[0].reply, None, exc)]
         return outcomes
 
 
-def _many_outcome(item: _PendingWrite, written: set[int]) -> tuple[Future, Any, BaseException | None]:
+def _many_outcome(item: _PendingWrite, written: set[int]) -> tuple[_Reply, Any, BaseException | None]:
     if item.command_id in written:
-        return item.future, None, None
-    return item.future, None, LeaseLost.of(item.command_id, item.kwargs["worker_id"])
+        return item.reply, None, None
+    return item.reply, None, LeaseLost.of(item.command_id, item.kwargs["worker_id"])
 
 
-@dataclass(frozen=True)
-class _PendingWrite:
+class _PendingWrite(NamedTuple):
     command_id: int
     function: Callable[..., Any]
     kwargs: dict[str, Any]
     durable: bool
-    future: Future
+    reply: _Reply
+
+
+_LINGER_STEP = 0.002  # how often a lingering batch looks again when it expects more writes
 
 
 # Writes the writer applies for a whole batch in one statement (the rows are locked in the statement's join
@@ -561,21 +646,28 @@ class Submitter:
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.wake = wake
-        self.max_claimed = max_in_flight + (prefetch if prefetch is not None else max(1, max_in_flight // 2))
+        # A prefetch as large as the in-flight limit: claims of half that many rows (each claim is a transaction
+        # and a Python round of its own; with a quarter, claims were a tenth of the process's CPU per command).
+        self.max_claimed = max_in_flight + (prefetch if prefetch is not None else max_in_flight)
         self.min_claim = max(1, min(batch_size, (self.max_claimed - max_in_flight) // 2))
         self.claiming = True
         # A write that waits longer than a lease is pointless (the lease may be gone); a writer busy on one
         # batch for longer than the heartbeat timeout is stuck (a batch takes milliseconds).
         heartbeat = settings.WORKER_HEARTBEAT_TIMEOUT
         # Envelope stores (durable, on the path of every transaction in flight) never queue behind outcomes.
-        self._store_writer = DbWriter(name="submitter-store-writer", timeout=lease_seconds, stuck_after=heartbeat)
+        # Both batch what arrives within OUTBOX_WRITE_LINGER_MS; an envelope store waits only while other
+        # endorsements of this process are on their way (a lone command's store goes at once).
+        linger = settings.OUTBOX_WRITE_LINGER_MS / 1000
+        self._endorsing = Tally()
+        self._store_writer = DbWriter(name="submitter-store-writer", timeout=lease_seconds, stuck_after=heartbeat,
+                                      linger=linger, expected=lambda: self._endorsing.value)
         self._outcome_writer = DbWriter(name="submitter-outcome-writer", timeout=lease_seconds,
-                                        stuck_after=heartbeat)
+                                        stuck_after=heartbeat, linger=linger)
         self._queue: queue.SimpleQueue[OutboxCommand] = queue.SimpleQueue()
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
         self._renewed_at = time.monotonic()
-        self.fabric_slots = threading.Semaphore(max_in_flight)
+        self.fabric_slots = FabricSlots(max_in_flight)
         # The longest one unit may legitimately take: each Fabric call ends by its deadline and each of its
         # (at most three) row writes by the write timeout; waiting for a Fabric slot does not count.
         unit_seconds = (settings.FABRIC_ENDORSE_TIMEOUT + settings.FABRIC_SUBMIT_TIMEOUT
@@ -674,7 +766,7 @@ class Submitter:
             fault_point("worker")
             if self.claiming:
                 process_command(command, worker_id=self.worker_id, fabric=self.fabric, write=self.write,
-                                fabric_slots=self.fabric_slots)
+                                fabric_slots=self.fabric_slots, endorsing=self._endorsing)
             else:  # shutting down before it started: hand it back at once
                 outbox_release(worker_id=self.worker_id, ids=[command_id])
         except Exception as exc:

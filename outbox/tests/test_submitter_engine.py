@@ -4,6 +4,7 @@ threads that fail, the batched row writer."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -13,7 +14,12 @@ from django.utils import timezone
 
 from outbox import submitter as engine
 from outbox.models import CommandStatus, OutboxCommand
-from outbox.services import outbox_claim_commands, outbox_record_committed, outbox_record_retry
+from outbox.services import (
+    outbox_claim_commands,
+    outbox_record_committed,
+    outbox_record_endorsed,
+    outbox_record_retry,
+)
 from outbox.submitter import DbWriter, Submitter, WriteTimeout
 from outbox.tests.conftest import balance, enqueue_create_user, wait_until
 
@@ -176,6 +182,93 @@ def test_one_failing_write_in_a_batch_fails_alone_and_the_others_are_written():
                                   CommandStatus.COMMITTED]
     assert OutboxCommand.objects.get(id=commands[3].id).result == {"ok": 3}
     assert writer.watch.problem() is None
+
+
+def test_writes_that_arrive_while_a_batch_lingers_are_written_in_one_statement(monkeypatch):
+    commands = [enqueue_create_user() for _ in range(3)]
+    claimed = {c.id: c for c in outbox_claim_commands(worker_id="w1", limit=10)}
+    statements: list[int] = []
+    many = engine._MANY[outbox_record_committed]
+
+    def counted(writes):
+        statements.append(len(writes))
+        return many(writes)
+
+    monkeypatch.setitem(engine._MANY, outbox_record_committed, counted)
+    writer = DbWriter(name="test-writer", timeout=30, linger=1.0)
+
+    def commit(command):
+        return writer(outbox_record_committed, command_id=command.id, worker_id="w1",
+                      lease_token=claimed[command.id].lease_token, block_number=7, result=None)
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = []
+        for command in commands:  # one block's outcomes, arriving a little apart
+            futures.append(pool.submit(commit, command))
+            time.sleep(0.05)
+        assert [f.result(timeout=30) for f in futures] == [None, None, None]
+    assert statements == [3]
+    assert statuses(commands) == [CommandStatus.COMMITTED] * 3
+
+
+def test_an_envelope_store_lingers_only_while_other_endorsements_are_on_their_way():
+    commands = [enqueue_create_user() for _ in range(3)]
+    claimed = {c.id: c for c in outbox_claim_commands(worker_id="w1", limit=10)}
+    endorsing = engine.Tally()
+    writer = DbWriter(name="test-writer", timeout=60, linger=30.0, expected=lambda: endorsing.value)
+
+    def store(command, *, hold: threading.Event | None = None):
+        with endorsing.counted():
+            if hold is not None:  # still endorsing
+                assert hold.wait(30)
+            writer(outbox_record_endorsed, command_id=command.id, worker_id="w1",
+                   lease_token=claimed[command.id].lease_token, tx_id=f"{command.id:064x}", envelope=b"e")
+        return time.monotonic()
+
+    # Alone: written at once, not after the 30 s linger.
+    started = time.monotonic()
+    assert store(commands[0]) - started < 10
+    # Two endorsements under way: the first store waits for the second, and both go in one batch.
+    release = threading.Event()
+    with ThreadPoolExecutor(2) as pool:
+        second = pool.submit(store, commands[2], hold=release)
+        wait_until(lambda: endorsing.value == 1, 10, "one endorsement under way")
+        first = pool.submit(store, commands[1])
+        wait_until(lambda: writer._queue.qsize() == 0 and endorsing.value == 2, 10, "the first store lingers")
+        time.sleep(0.3)
+        assert OutboxCommand.objects.get(id=commands[1].id).status == CommandStatus.PENDING
+        release.set()
+        assert abs(first.result(timeout=30) - second.result(timeout=30)) < 5
+    assert statuses(commands) == [CommandStatus.SUBMITTED] * 3
+
+
+def test_the_submitters_connections_prepare_the_claim_and_the_row_writes(fabric):
+    # Django turns prepared statements off on its connections, which also makes psycopg ignore
+    # ``execute(..., prepare=True)``: the claim and the batch writes were planned at every execution.
+    from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+    from outbox.management.commands.run_submitter import use_connection_pool
+
+    database = connections.settings[DEFAULT_DB_ALIAS]
+    saved = dict(database)
+    try:
+        use_connection_pool(4)
+        enqueue_create_user()
+        [command] = outbox_claim_commands(worker_id="w1", limit=1)
+        outbox_record_committed(command_id=command.id, worker_id="w1", lease_token=command.lease_token,
+                                block_number=3, result=None)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = [statement for (statement,) in cursor.fetchall()]
+            cursor.execute("SELECT count(*) FROM outbox_outboxcommand WHERE id = %s", [command.id])
+        assert any("WITH due AS" in statement for statement in prepared), prepared
+        assert any("SET status = 'COMMITTED'" in statement for statement in prepared), prepared
+        assert not any("count(*)" in statement for statement in prepared), "only statements that ask are prepared"
+    finally:
+        connections.close_all()
+        connection.close_pool()
+        database.clear()
+        database.update(saved)
 
 
 def test_a_dead_writer_fails_its_health_and_its_callers_time_out_instead_of_waiting_for_ever(settings, monkeypatch):
