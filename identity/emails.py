@@ -100,6 +100,17 @@ def canonical_email(value: str) -> str:
     return address
 
 
+def validate_identity_email(value: str) -> None:
+    """A model and form validator: the address must have a canonical form (:func:`canonical_email`), so that
+    ``createsuperuser`` and the admin's forms refuse it with the reason instead of failing in ``create_user``."""
+    from django.core.exceptions import ValidationError
+
+    try:
+        canonical_email(value)
+    except InvalidEmail as exc:
+        raise ValidationError(str(exc), code="invalid_email") from None
+
+
 def _fold(text: str) -> str:
     # upper() first: PostgreSQL's UPPER and Python agree that ſ→S and ı→I, which casefold() alone keeps apart.
     return unicodedata.normalize("NFC", text.upper().casefold())

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 
-from identity.emails import canonical_email, email_key
+from identity.emails import canonical_email, email_key, validate_identity_email
 
 
 class UserManager(BaseUserManager["User"]):
@@ -52,7 +52,7 @@ class UserManager(BaseUserManager["User"]):
 
 class User(AbstractBaseUser, PermissionsMixin):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    email = models.EmailField(max_length=254, unique=True,
+    email = models.EmailField(max_length=254, unique=True, validators=[validate_identity_email],
                               help_text="identity.emails.canonical_email form: lower case, IDNA domain")
     email_canonical = models.TextField(unique=True, editable=False,
                                        help_text="identity.emails.email_key(email): every lookup by email uses it")

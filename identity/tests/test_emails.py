@@ -2,10 +2,12 @@
 refused at registration (400 naming ``email``) or collide with the account they imitate (409), and the
 imitated staff member's admin login keeps working."""
 
+import io
 import json
 import unicodedata
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
 from identity.emails import InvalidEmail, canonical_email, email_key
@@ -156,6 +158,17 @@ def test_a_transfer_to_an_aliasing_email_is_refused_not_sent_elsewhere(client_fo
                                             format="json")
     assert response.status_code == 400
     assert list(response.json()["error"]["fields"]) == ["to_email"]
+
+
+@pytest.mark.django_db
+def test_createsuperuser_refuses_an_address_without_a_canonical_form_with_the_reason(monkeypatch):
+    # It ended in a traceback from create_user (InvalidEmail), leaving the operator to read it.
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    with pytest.raises(CommandError, match="non-ASCII mailbox names are not accepted"):
+        call_command("createsuperuser", "--noinput", "--email", "\u017ftaff@example.com", stdout=io.StringIO())
+    assert not User.objects.exists()
+    call_command("createsuperuser", "--noinput", "--email", "Staff@Example.com", stdout=io.StringIO())
+    assert User.objects.get().email == "staff@example.com"
 
 
 def test_nfc_and_nfd_inputs_differ_as_strings_but_not_as_addresses():
