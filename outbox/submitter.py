@@ -258,7 +258,7 @@ class _Slot:
     """One of the process's ``OUTBOX_MAX_IN_FLIGHT`` Fabric transactions, held from endorsement (or resubmit)
     until the commit status is known, and released exactly once."""
 
-    def __init__(self, semaphore: FabricSlots | threading.Semaphore | None) -> None:
+    def __init__(self, semaphore: FabricSlots | None) -> None:
         self._semaphore = semaphore
         self._held = False
 
@@ -276,7 +276,7 @@ class _Slot:
 
 def process_command(
     command: OutboxCommand | int, *, worker_id: str, fabric: Fabric, write: Write = _direct,
-    fabric_slots: FabricSlots | threading.Semaphore | None = None, endorsing: Tally | None = None,
+    fabric_slots: FabricSlots | None = None, endorsing: Tally | None = None,
 ) -> str:
     """One attempt at a command leased to ``worker_id`` (the row as claimed, or its id); returns what became
     of it: ``committed``, ``failed`` (final; dead-lettered or not), ``retried`` or ``lost`` (lease taken over).

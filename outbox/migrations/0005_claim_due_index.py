@@ -9,32 +9,28 @@ from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndex
 from django.db import migrations, models
 
 
-class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
+class _ConcurrentlyOnPostgres:
+    """``concurrent`` on PostgreSQL; ``plain``, the same operation without CONCURRENTLY, elsewhere."""
+
+    concurrent: type[migrations.operations.base.Operation]
+    plain: type[migrations.operations.base.Operation]
+
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+        self._operation(schema_editor).database_forwards(self, app_label, schema_editor, from_state, to_state)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+        self._operation(schema_editor).database_backwards(self, app_label, schema_editor, from_state, to_state)
+
+    def _operation(self, schema_editor):
+        return self.concurrent if schema_editor.connection.vendor == "postgresql" else self.plain
 
 
-class RemoveIndexConcurrentlyOnPostgres(RemoveIndexConcurrently):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+class AddIndexConcurrentlyOnPostgres(_ConcurrentlyOnPostgres, AddIndexConcurrently):
+    concurrent, plain = AddIndexConcurrently, migrations.AddIndex
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+
+class RemoveIndexConcurrentlyOnPostgres(_ConcurrentlyOnPostgres, RemoveIndexConcurrently):
+    concurrent, plain = RemoveIndexConcurrently, migrations.RemoveIndex
 
 
 class Migration(migrations.Migration):
