@@ -16,8 +16,8 @@ not dead-lettered); UNAVAILABLE, DEADLINE_EXCEEDED, infrastructure ABORTED, comm
 conflicts → retried with exponential backoff and jitter, dead-lettered after ``max_attempts``; refusals no retry
 can fix (access denied, orderer 4xx, unbracketed chaincode failures) → FAILED and dead-lettered at once.
 
-Threads (:class:`Submitter`): ``2 × max_in_flight`` workers and two row writers (:class:`DbWriter`), each
-a :class:`WatchedThread` whose loop logs and survives any error of one unit of work. A thread that dies anyway,
+Threads (:class:`Submitter`): ``max_in_flight`` workers and two row writers (:class:`DbWriter`), each a
+:class:`WatchedThread` whose loop logs and survives any error of one unit of work. A thread that dies anyway,
 or stays busy on one unit longer than its calls' deadlines allow, makes :meth:`Submitter.health` (and so the
 process's ``/livez``) fail, so that Kubernetes restarts the pod instead of leaving it frozen. Every wait on
 another thread has a timeout (:class:`WriteTimeout`).
@@ -75,6 +75,15 @@ class Write(Protocol):
 
     def __call__(self, function: Callable[..., T], /, **kwargs: Any) -> T: ...
 
+
+class Post(Protocol):
+    """How a unit of work hands over a row write it need not wait for: ``recorded(error)`` is called once the
+    write was applied (``error`` None) or failed (:class:`LeaseLost`, a database error), on the writer's thread."""
+
+    def __call__(self, function: Callable[..., Any], recorded: Callable[[BaseException | None], None], /,
+                 **kwargs: Any) -> None: ...
+
+
 CRASH_ENV = "GX_SUBMITTER_CRASH_AT"
 FAULT_ENV = "GX_SUBMITTER_FAULT"
 RETRY_AS_NEW_TRANSACTION = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
@@ -86,6 +95,7 @@ PROCESSED = Counter(
 )
 for _status in ("success", "failed", "retried"):
     PROCESSED.labels(_status)
+SUCCEEDED = PROCESSED.labels("success")
 DURATION = Histogram(
     "outbox_processing_duration_seconds",
     "Per committed command, seconds from enqueue to commit.",
@@ -101,7 +111,7 @@ IN_FLIGHT = Gauge("outbox_in_flight", "Commands this submitter is working on now
 
 def crash_point(name: str) -> None:
     """Test-only: die here, without any cleanup, when GX_SUBMITTER_CRASH_AT names this point (DEBUG only)."""
-    if settings.DEBUG and os.environ.get(CRASH_ENV) == name:
+    if os.environ.get(CRASH_ENV) == name and settings.DEBUG:
         logger.warning("crash hook %s: exiting", name)
         os._exit(137)
 
@@ -237,6 +247,10 @@ def _direct(function: Callable[..., T], **kwargs: Any) -> T:
     return function(**kwargs)
 
 
+def _nothing() -> None:
+    return None
+
+
 class FabricSlots:
     """``size`` Fabric transactions in flight at most: a semaphore on a C queue of tokens (a
     ``threading.Semaphore`` is a Condition written in Python: its acquire and release were a visible share of
@@ -276,7 +290,7 @@ class _Slot:
 
 def process_command(
     command: OutboxCommand | int, *, worker_id: str, fabric: Fabric, write: Write = _direct,
-    fabric_slots: FabricSlots | None = None, endorsing: Tally | None = None,
+    fabric_slots: FabricSlots | None = None, endorsing: Tally | None = None, post: Post | None = None,
 ) -> str:
     """One attempt at a command leased to ``worker_id`` (the row as claimed, or its id); returns what became
     of it: ``committed``, ``failed`` (final; dead-lettered or not), ``retried`` or ``lost`` (lease taken over).
@@ -284,9 +298,13 @@ def process_command(
     ``fabric_slots`` bounds the transactions in flight on Fabric; the outcome is recorded after the slot is
     released, so database latency does not count against the in-flight limit. ``endorsing`` counts the
     attempts between the start of an endorsement and its envelope stored (the store writer's batches wait for
-    those, see :class:`DbWriter`).
+    those, see :class:`DbWriter`). ``post`` (when given) takes the write of a VALID commit without waiting
+    for it: the thread goes on to its next command, and ``committed`` means committed on the chain, recorded
+    soon after (until then the row keeps its lease and envelope: if the record is lost, the lease runs out and
+    the next attempt resubmits the same envelope, and CommitStatus says VALID again).
     """
-    if not isinstance(command, OutboxCommand):
+    fetched = not isinstance(command, OutboxCommand)
+    if fetched:
         command = OutboxCommand.objects.get(id=command)
     command_id = command.id
     if command.locked_by != worker_id or command.status not in (CommandStatus.PENDING, CommandStatus.SUBMITTED):
@@ -294,7 +312,10 @@ def process_command(
     # Every write is fenced by this claim: if the row was claimed again meanwhile, it writes nothing.
     lease: dict[str, Any] = {"worker_id": worker_id, "lease_token": command.lease_token}
     log = {"command_id": str(command.command_id), "request_id": command.request_id}
-    _release_db()
+    # Only a caller that reads or writes here uses this thread's connection (a Submitter's writes go through
+    # its writers, and each of its threads lets go of the connection after each command).
+    release_db = _release_db if fetched or write is _direct else _nothing
+    release_db()
     slot = _Slot(fabric_slots)
     slot.acquire()
     try:
@@ -323,7 +344,7 @@ def process_command(
             if refused is not None:
                 slot.release()
                 return _endorse_failed(command, lease, refused, write)
-            _release_db()
+            release_db()
             crash_point("after_endorse")
             try:
                 commit = transaction.submit()
@@ -354,12 +375,7 @@ def process_command(
             return "failed"
         slot.release()
         if status.successful:
-            write(outbox_record_committed, command_id=command_id, **lease, block_number=status.block_number,
-                  result=_decode_result(transaction.result))
-            PROCESSED.labels("success").inc()
-            DURATION.observe((timezone.now() - command.created_at).total_seconds())
-            logger.info("command committed in block %s", status.block_number, extra=log)
-            return "committed"
+            return _committed(command, lease, status.block_number, transaction.result, log, write, post)
         if status.code_name in RETRY_AS_NEW_TRANSACTION:
             return _retry(command, lease, write=write, error=f"transaction {tx_id} committed as {status.code_name}",
                           new_transaction=True, validation_code=status.code_name, block_number=status.block_number)
@@ -374,7 +390,31 @@ def process_command(
         return "lost"
     finally:
         slot.release()
-        _release_db()
+        release_db()
+
+
+def _committed(command: OutboxCommand, lease: dict[str, Any], block_number: int, result: bytes,
+               log: dict[str, Any], write: Write, post: Post | None) -> str:
+    created_at = command.created_at
+
+    def recorded(error: BaseException | None) -> None:
+        if error is None:
+            SUCCEEDED.inc()
+            DURATION.observe((timezone.now() - created_at).total_seconds())
+            logger.info("command committed in block %s", block_number, extra=log)
+        elif isinstance(error, LeaseLost):
+            logger.warning("lease lost; another submitter carries on", extra=log)
+        else:  # the lease runs out, and the next attempt finds the same transaction VALID and records it
+            logger.error("recording the commit in block %s failed: %s: %s", block_number, type(error).__name__,
+                         error, extra=log)
+
+    kwargs = {"command_id": command.id, **lease, "block_number": block_number, "result": _decode_result(result)}
+    if post is not None:
+        post(outbox_record_committed, recorded, **kwargs)
+        return "committed"
+    write(outbox_record_committed, **kwargs)  # LeaseLost: "lost"
+    recorded(None)
+    return "committed"
 
 
 def _endorse_failed(command: OutboxCommand, lease: dict[str, Any], exc: EndorseError, write: Write) -> str:
@@ -424,34 +464,44 @@ class Tally:
         self._lock = _thread.allocate_lock()
         self.value = 0
 
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
     @contextlib.contextmanager
     def counted(self) -> Iterator[None]:
-        with self._lock:
-            self.value += 1
+        self.add(1)
         try:
             yield
         finally:
-            with self._lock:
-                self.value -= 1
+            self.add(-1)
 
 
 class _Reply:
     """The answer to one queued write, handed from the writer to the waiting caller through a lock (cheaper
     than a ``concurrent.futures.Future``, whose Condition cost the workers as much as the write's statement)."""
 
-    __slots__ = ("_ready", "done", "error", "result")
+    __slots__ = ("_ready", "done", "error", "recorded", "result")
 
-    def __init__(self) -> None:
+    def __init__(self, recorded: Callable[[BaseException | None], None] | None = None) -> None:
         self._ready = _thread.allocate_lock()
         self._ready.acquire()
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.recorded = recorded  # a posted write's callback: nobody waits for this reply
 
     def set(self, result: Any, error: BaseException | None) -> None:
-        if not self.done:
-            self.result, self.error, self.done = result, error, True
+        if self.done:
+            return
+        self.result, self.error, self.done = result, error, True
+        if self.recorded is None:
             self._ready.release()
+            return
+        try:
+            self.recorded(error)
+        except Exception:  # a callback's bug must not end the writer's thread
+            logger.exception("submitter writer: the callback of a posted write failed")
 
     def wait(self, timeout: float) -> bool:
         return self._ready.acquire(timeout=timeout)
@@ -466,8 +516,9 @@ class DbWriter:
     ``expected`` (when given) says how many writes are on their way: the batch waits only while more are
     expected than it holds, so a write with nothing behind it goes at once.
 
-    Callers block until their write is committed, so "envelope stored before Submit" still holds, but never
-    longer than ``timeout`` (:class:`WriteTimeout`; the write may still be applied later, fenced by the lease).
+    Callers block until their write is committed (:meth:`__call__`), so "envelope stored before Submit" still
+    holds, or hand it over and are called back (:meth:`post`). A caller never waits longer than ``timeout``
+    (:class:`WriteTimeout`; the write may still be applied later, fenced by the lease).
     A batch is durable when any write in it is (the envelope store); the others relax the flush (see
     ``outbox.services.relaxed_commit``). When a batch fails, its writes are applied again one by one, so
     one failing write does not fail (and burn an attempt of) the innocent commands batched with it.
@@ -491,6 +542,12 @@ class DbWriter:
         if reply.error is not None:
             raise reply.error
         return reply.result
+
+    def post(self, function: Callable[..., Any], recorded: Callable[[BaseException | None], None], /,
+             **kwargs: Any) -> None:
+        """Queues a write without waiting for it; ``recorded(error)`` follows on this writer's thread."""
+        self._queue.put(_PendingWrite(kwargs["command_id"], function, kwargs, function is outbox_record_endorsed,
+                                      _Reply(recorded)))
 
     def _run(self, watch: WatchedThread) -> None:
         try:
@@ -665,6 +722,7 @@ class Submitter:
                                         stuck_after=heartbeat, linger=linger)
         self._queue: queue.SimpleQueue[OutboxCommand] = queue.SimpleQueue()
         self._in_flight: set[int] = set()
+        self._posted = Tally()  # commits handed to the outcome writer and not yet recorded
         self._lock = threading.Lock()
         self._renewed_at = time.monotonic()
         self.fabric_slots = FabricSlots(max_in_flight)
@@ -672,16 +730,32 @@ class Submitter:
         # (at most three) row writes by the write timeout; waiting for a Fabric slot does not count.
         unit_seconds = (settings.FABRIC_ENDORSE_TIMEOUT + settings.FABRIC_SUBMIT_TIMEOUT
                         + settings.FABRIC_COMMIT_STATUS_TIMEOUT + 3 * lease_seconds + heartbeat)
-        # Twice as many threads as Fabric slots: when a block commits, every slot's thread goes to record its
-        # outcome at once, and the spare threads refill the slots meanwhile (measured: with a quarter more
-        # threads, slots sat idle after each block). Daemon threads: one stuck in a gRPC call must not keep
-        # the process alive after a shutdown that handed its lease back.
+        # A thread per Fabric slot: a thread hands a VALID commit's record to the outcome writer and takes its
+        # next command at once (post); only the rarer outcomes it waits for (failures, retries) leave its slot
+        # idle meanwhile. Spare threads cost CPU per command: with twice as many threads as slots, each slot
+        # changed hands through a sleeping thread, and thread switches were a third of the process's CPU
+        # (bench/outbox.py, perf). Daemon threads: one stuck in a gRPC call must not keep the process alive
+        # after a shutdown that handed its lease back.
         self._workers = [WatchedThread(f"submitter-worker-{n}", self._work, stuck_after=unit_seconds)
-                         for n in range(2 * max_in_flight)]
+                         for n in range(max_in_flight)]
 
     def write(self, function: Callable[..., T], /, **kwargs: Any) -> T:
         writer = self._store_writer if function is outbox_record_endorsed else self._outcome_writer
         return writer(function, **kwargs)
+
+    def post(self, function: Callable[..., Any], recorded: Callable[[BaseException | None], None], /,
+             **kwargs: Any) -> None:
+        """A commit's record, written without a worker waiting for it; the next command of its aggregate becomes
+        due once it is written, so the claim loop is woken then."""
+        def then(error: BaseException | None) -> None:
+            try:
+                recorded(error)
+            finally:
+                self._posted.add(-1)
+                self._wake_if_room()
+
+        self._posted.add(1)
+        self._outcome_writer.post(function, then, **kwargs)
 
     @property
     def in_flight(self) -> int:
@@ -740,7 +814,7 @@ class Submitter:
         those still running (their late writes are fenced off). Returns how many were handed back."""
         self.claiming = False
         deadline = time.monotonic() + grace_seconds
-        while self.in_flight and time.monotonic() < deadline:
+        while (self.in_flight or self._posted.value) and time.monotonic() < deadline:
             self.renew_leases()
             time.sleep(0.05)
         with self._lock:
@@ -766,7 +840,7 @@ class Submitter:
             fault_point("worker")
             if self.claiming:
                 process_command(command, worker_id=self.worker_id, fabric=self.fabric, write=self.write,
-                                fabric_slots=self.fabric_slots, endorsing=self._endorsing)
+                                fabric_slots=self.fabric_slots, endorsing=self._endorsing, post=self.post)
             else:  # shutting down before it started: hand it back at once
                 outbox_release(worker_id=self.worker_id, ids=[command_id])
         except Exception as exc:
@@ -779,13 +853,22 @@ class Submitter:
             except Exception:  # the lease expires and another attempt follows
                 logger.exception("command %s: could not record the error", command_id)
 
+    def _wake_if_room(self) -> None:
+        """Wakes the claim loop when a claim would claim something (a finished command, or a recorded commit
+        that makes the next command of its aggregate due): a wake-up per command, each a thread switch and a
+        round of the loop, cost more CPU than the claims (bench/outbox.py)."""
+        with self._lock:
+            room = self.max_claimed - len(self._in_flight)
+        if room >= self.min_claim:
+            self.wake()
+
     def _finished(self, command_id: int) -> None:
         """Never raises: first of all the row leaves this process's flight, so its lease is no longer renewed
         and it can be claimed again (by anyone) once the lease runs out, whatever the cleanup does after."""
         with self._lock:
             self._in_flight.discard(command_id)
             IN_FLIGHT.set(len(self._in_flight))
-        for step in (_release_db, self.wake):
+        for step in (_release_db, self._wake_if_room):
             try:
                 step()
             except Exception:

@@ -12,6 +12,7 @@ import pytest
 from django.db import DatabaseError, DataError, transaction
 from django.utils import timezone
 
+from fabric_client.errors import EvaluateError
 from outbox import submitter as engine
 from outbox.models import CommandStatus, OutboxCommand
 from outbox.services import (
@@ -105,12 +106,12 @@ def failing_worker_cleanup(monkeypatch) -> None:
 
 def test_a_worker_whose_cleanup_raises_lets_go_of_its_command_and_goes_on_working(fabric, monkeypatch):
     failing_worker_cleanup(monkeypatch)
-    # Two worker threads and room for two claimed commands: each finished command must leave the flight.
+    # One worker thread and room for two claimed commands: each finished command must leave the flight.
     submitter = Submitter(fabric, worker_id="w1", max_in_flight=1, batch_size=10, lease_seconds=60)
     commands = [enqueue_create_user() for _ in range(5)]
     run_until_committed(submitter, commands)
     assert submitter.in_flight == 0
-    assert submitter.health() == (True, "4 submitter threads ok")
+    assert submitter.health() == (True, "3 submitter threads ok")  # the worker and the two row writers
 
 
 def test_a_command_whose_failure_could_not_be_recorded_is_not_leased_for_ever(fabric, monkeypatch):
@@ -305,3 +306,81 @@ def test_a_command_that_finishes_while_its_lease_is_renewed_is_not_reported_lost
         submitter.renew_leases(force=True)
     assert [r.getMessage() for r in caplog.records if "leases lost" in r.getMessage()] == [
         f"leases lost on 1 command(s): [{running.id}]"]
+
+
+# --- a VALID commit's record, written after the worker moved on (Submitter.post) -----------------------------
+def held_commit_records(monkeypatch, fail: int = 0) -> tuple[threading.Event, list[int]]:
+    """The outcome writer's commit records wait for the returned event; the first ``fail`` batches raise."""
+    release, failed = threading.Event(), []
+    real = engine._MANY[engine.outbox_record_committed]
+
+    def held(writes):
+        assert release.wait(30)
+        if len(failed) < fail:
+            failed.append(len(writes))
+            raise DatabaseError("the database is away")
+        return real(writes)
+
+    monkeypatch.setitem(engine._MANY, engine.outbox_record_committed, held)
+    return release, failed
+
+
+def on_chain(fabric, user_id: str) -> bool:
+    try:
+        return balance(fabric, user_id) == 500_000_000
+    except EvaluateError:  # USER_NOT_FOUND: not yet
+        return False
+
+
+def successes() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("outbox_commands_processed_total", {"status": "success"}) or 0.0
+
+
+def test_a_worker_goes_on_to_its_next_command_while_the_commit_of_its_last_one_is_recorded(fabric, monkeypatch):
+    release, _ = held_commit_records(monkeypatch)
+    before = successes()
+    submitter = Submitter(fabric, worker_id="w1", max_in_flight=1, batch_size=10, lease_seconds=60)
+    first, second = enqueue_create_user(), enqueue_create_user()  # two users: both due at once
+    assert submitter.submit_once()
+    # One worker thread: the second command reaches the chain only if the worker did not wait for the first's
+    # record.
+    wait_until(lambda: on_chain(fabric, second.aggregate_id), 20, "the second user is on the chain")
+    assert statuses([first, second]) == [CommandStatus.SUBMITTED] * 2
+    assert successes() == before  # counted once recorded, not before
+    release.set()
+    wait_until(lambda: statuses([first, second]) == [CommandStatus.COMMITTED] * 2, 20, "both are recorded")
+    wait_until(lambda: successes() == before + 2, 5, "both successes are counted")
+    assert submitter.in_flight == 0
+
+
+def test_a_commit_whose_record_failed_is_recorded_by_the_next_attempt_with_the_same_transaction(
+        fabric, monkeypatch, caplog):
+    release, failed = held_commit_records(monkeypatch, fail=1)
+    release.set()
+    submitter = Submitter(fabric, worker_id="w1", max_in_flight=1, batch_size=10, lease_seconds=2)
+    command = enqueue_create_user()
+    with caplog.at_level("ERROR", logger="outbox.submitter"):
+        assert submitter.submit_once()
+        wait_until(lambda: failed == [1], 20, "the record failed")
+    stored = OutboxCommand.objects.get(id=command.id)
+    assert (stored.status, stored.attempts) == (CommandStatus.SUBMITTED, 1)
+    assert any("recording the commit in block" in r.getMessage() for r in caplog.records)
+    # The row stays leased until its lease runs out (it is no longer renewed); the next attempt resubmits the
+    # stored envelope, and CommitStatus finds the transaction VALID.
+    run_until_committed(submitter, [command])
+    row = OutboxCommand.objects.get(id=command.id)
+    assert (row.attempts, row.tx_id) == (2, stored.tx_id)
+    assert balance(fabric, command.aggregate_id) == 500_000_000  # created once
+
+
+def test_a_shutdown_waits_for_the_commit_records_still_queued(fabric, monkeypatch):
+    release, _ = held_commit_records(monkeypatch)
+    submitter = Submitter(fabric, worker_id="w1", max_in_flight=2, batch_size=10, lease_seconds=60)
+    commands = [enqueue_create_user(), enqueue_create_user()]
+    assert submitter.submit_once()
+    wait_until(lambda: submitter.in_flight == 0, 20, "both commands are committed on the chain")
+    threading.Timer(0.5, release.set).start()
+    assert submitter.drain(grace_seconds=20) == 0
+    assert statuses(commands) == [CommandStatus.COMMITTED] * 2  # recorded before the process goes
