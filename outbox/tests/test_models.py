@@ -58,3 +58,20 @@ def test_the_claims_per_user_check_never_falls_back_on_the_queue_index(claim_sta
     planned = [index for sql, params in claim_statements()
                for index in indexes_planned(sql, params, without=("outbox_unfinished_agg_idx",))]
     assert len([index for index in planned if index in queue_indexes()]) == 1, planned  # the walk, not the probes
+
+
+def test_a_stored_envelope_is_compressed_with_lz4():
+    from django.db import connection
+
+    from outbox.services import outbox_record_endorsed
+
+    command = enqueue_create_user()
+    [claimed] = outbox_claim_commands(worker_id="w1", limit=1)
+    envelope = b"".join(n.to_bytes(2, "big") + b"certificate " * 8 for n in range(40))  # ~3.9 KB, compressible
+    outbox_record_endorsed(command_id=command.id, worker_id="w1", lease_token=claimed.lease_token, tx_id="a" * 64,
+                           envelope=envelope)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_column_compression(signed_envelope), signed_envelope FROM outbox_outboxcommand "
+                       "WHERE id = %s", [command.id])
+        method, stored = cursor.fetchone()
+    assert (method, bytes(stored)) == ("lz4", envelope)
