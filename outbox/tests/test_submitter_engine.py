@@ -363,10 +363,11 @@ def test_a_commit_whose_record_failed_is_recorded_by_the_next_attempt_with_the_s
     command = enqueue_create_user()
     with caplog.at_level("ERROR", logger="outbox.submitter"):
         assert submitter.submit_once()
-        wait_until(lambda: failed == [1], 20, "the record failed")
+        wait_until(lambda: any("recording the commit in block" in r.getMessage() for r in caplog.records), 20,
+                   "the failed record is logged")
+    assert failed == [1]
     stored = OutboxCommand.objects.get(id=command.id)
     assert (stored.status, stored.attempts) == (CommandStatus.SUBMITTED, 1)
-    assert any("recording the commit in block" in r.getMessage() for r in caplog.records)
     # The row stays leased until its lease runs out (it is no longer renewed); the next attempt resubmits the
     # stored envelope, and CommitStatus finds the transaction VALID.
     run_until_committed(submitter, [command])
