@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,6 +23,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def unused_listen_port(taken: set[int]) -> int:
+    """A loopback port that nothing listens on now and that is not in ``taken`` (it is added to it).
+
+    For servers started together, each binding its port later (containers on the host network): ports from
+    :func:`free_port` are released at once, so two calls may return the same one, and a port of the
+    kernel's ephemeral range may be taken meanwhile as the local port of any outgoing connection. These come
+    from just below that range, where neither happens.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = [port for port in range(max(1024, low - 8192), low) if port not in taken]
+    for port in random.sample(candidates, len(candidates)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port below {low}")
 
 
 def http_get(url: str, *, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -154,11 +154,17 @@ class WorkerCommand(BaseCommand):
         return time.monotonic() - self.heartbeat
 
     def start_metrics_server(self, port: int) -> None:
-        self.metrics_server = serve_worker_http(
-            settings.WORKER_METRICS_HOST, port,
-            live=self.is_live,
-            ready=self.is_ready,
-        )
+        try:
+            self.metrics_server = serve_worker_http(
+                settings.WORKER_METRICS_HOST, port,
+                live=self.is_live,
+                ready=self.is_ready,
+            )
+        except OSError as exc:
+            choose = f"set {self.metrics_port_setting} or --metrics-port" if self.metrics_port_setting else \
+                "pass --metrics-port"
+            raise CommandError(f"cannot serve metrics on {settings.WORKER_METRICS_HOST}:{port}: {exc.strerror}"
+                               f" (another process listens there? {choose})") from exc
         bound = self.metrics_server.server_address[1]
         logger.info("%s metrics on :%s", self.worker_name, bound, extra={"metrics_port": bound})
 

@@ -31,7 +31,7 @@ import pytest
 
 from deploy.tests import pods
 from deploy.tests.conftest import DEPLOY, MAINNET, ROOT, UID, by_kind, kustomize_build
-from gxbackend.testing import create_scratch_database, drop_scratch_database, free_port, http_get
+from gxbackend.testing import create_scratch_database, drop_scratch_database, http_get, unused_listen_port
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -132,11 +132,13 @@ class Stack:
             "CACHE_KEY_PREFIX": f"gxct{label}",
         }
         self.plans: dict[str, pods.ContainerPlan] = {}
+        self.ports_taken: set[int] = set()
 
     def plan(self, workload: str, replica: int) -> pods.ContainerPlan:
         manifest = self.workloads[workload]
         container = manifest["spec"]["template"]["spec"]["containers"][0]
-        ports = {p["containerPort"]: free_port() for p in container.get("ports", [])}
+        # Every container shares the host's network: each needs host ports of its own.
+        ports = {p["containerPort"]: unused_listen_port(self.ports_taken) for p in container.get("ports", [])}
         overrides = dict(self.common)
         for container_port, host_port in ports.items():
             setting = PORT_SETTINGS[container_port]
@@ -189,6 +191,9 @@ def stack(image, tmp_path_factory):
             stack.start(plan)
         for plan in plans:
             pods.wait_started(plan)
+        for plan in plans:  # a probe proves little once its container is gone (e.g. its port was in use)
+            status, code = pods.state(plan.name)
+            assert status == "running", pods.explain(plan.name, pods.logs(plan.name), f"starting ({status}, {code})")
         say(f"migration Job done and 5 containers started in {time.monotonic() - started:.0f} s")
         yield stack
     finally:

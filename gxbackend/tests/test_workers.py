@@ -94,3 +94,25 @@ def test_after_setup_the_start_up_heap_is_frozen_and_the_young_generation_enlarg
         gc.set_threshold(*threshold)
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def test_a_worker_whose_metrics_port_is_taken_exits_non_zero_with_one_line_naming_the_port():
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from django.conf import settings as django_settings
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**os.environ, "WORKER_METRICS_HOST": "127.0.0.1"}
+        done = subprocess.run([sys.executable, "manage.py", "run_projector", "--metrics-port", str(port)],
+                              cwd=django_settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"CommandError: cannot serve metrics on 127.0.0.1:{port}: Address already in use (another process listens"
+        " there? set PROJECTOR_METRICS_PORT or --metrics-port)")
