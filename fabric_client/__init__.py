@@ -2,11 +2,14 @@
 
 Modelled on the official fabric-gateway SDKs: :func:`connect` → :class:`Gateway` → :class:`Network` →
 :class:`Contract`; proposals, transactions and commits expose ``bytes()``/``digest()`` for offline signing and
-for resubmitting a stored signed envelope; chaincode events resume from a :class:`Checkpoint`.
+for resubmitting a stored signed envelope; chaincode events resume from a :class:`Checkpoint`; filtered
+blocks (the peer's Deliver service) give many transactions' outcomes on one stream.
 """
 
+from fabric_client.blocks import BlockStream, FilteredBlock, FilteredTransaction
 from fabric_client.checkpoint import Checkpoint, InMemoryCheckpointer
 from fabric_client.errors import (
+    BlockEventsError,
     ChaincodeEventsError,
     CommitError,
     CommitStatusError,
@@ -24,6 +27,8 @@ from fabric_client.signing import EcdsaSigner, Signer
 from fabric_client.transaction import Commit, Status, Transaction
 
 __all__ = [
+    "BlockEventsError",
+    "BlockStream",
     "ChainInfo",
     "ChaincodeEvent",
     "ChaincodeEventBlock",
@@ -38,6 +43,8 @@ __all__ = [
     "ErrorDetail",
     "EvaluateError",
     "EventStream",
+    "FilteredBlock",
+    "FilteredTransaction",
     "Gateway",
     "GatewayError",
     "InMemoryCheckpointer",

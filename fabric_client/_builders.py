@@ -17,6 +17,7 @@ from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2
 from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import chaincode_pb2, proposal_pb2
+from google.protobuf import timestamp_pb2
 
 NONCE_LENGTH = 24
 
@@ -182,6 +183,55 @@ def build_chaincode_events_request(
         identity=creator,
         start_position=position,
         after_transaction_id=after_transaction_id or "",
+    ).SerializeToString()
+
+
+NEWEST = "newest"  # a start position of build_seek_payload: the newest block at the time of the request
+MAX_BLOCK_NUMBER = 2**64 - 1  # a stop position that never comes: the stream follows the chain until cancelled
+
+
+def build_seek_payload(
+    *,
+    channel: str,
+    creator: bytes,
+    start: int | str | None,
+    timestamp_ns: int,
+    tls_cert_hash: bytes = b"",
+) -> bytes:
+    """``common.Payload`` bytes of a Deliver request (sign SHA-256 of them into ``Envelope.signature``).
+
+    ``start`` is a block number, :data:`NEWEST` or None for the next block to be committed (the ledger
+    height). The stream never stops on its own (stop = block 2^64-1, BLOCK_UNTIL_READY). As the Go SDK sends
+    it: a DELIVER_SEEK_INFO channel header with a timestamp (the peer refuses one 15 minutes off its clock)
+    and no transaction id, a signature header with the creator and no nonce; ``tls_cert_hash`` (SHA-256 of
+    the client's TLS certificate) only where the peer requires mutual TLS.
+    """
+    if start is None:
+        position = ab_pb2.SeekPosition(next_commit=ab_pb2.SeekNextCommit())
+    elif start == NEWEST:
+        position = ab_pb2.SeekPosition(newest=ab_pb2.SeekNewest())
+    elif isinstance(start, int) and not isinstance(start, bool) and 0 <= start <= MAX_BLOCK_NUMBER:
+        position = ab_pb2.SeekPosition(specified=ab_pb2.SeekSpecified(number=start))
+    else:
+        raise ValueError(f"start must be a block number, {NEWEST!r} or None, not {start!r}")
+    seek = ab_pb2.SeekInfo(
+        start=position,
+        stop=ab_pb2.SeekPosition(specified=ab_pb2.SeekSpecified(number=MAX_BLOCK_NUMBER)),
+        behavior=ab_pb2.SeekInfo.BLOCK_UNTIL_READY,
+    )
+    seconds, nanos = divmod(timestamp_ns, 1_000_000_000)
+    channel_header = common_pb2.ChannelHeader(
+        type=common_pb2.DELIVER_SEEK_INFO,
+        timestamp=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos),
+        channel_id=channel,
+        tls_cert_hash=tls_cert_hash,
+    )
+    return common_pb2.Payload(
+        header=common_pb2.Header(
+            channel_header=channel_header.SerializeToString(),
+            signature_header=common_pb2.SignatureHeader(creator=creator).SerializeToString(),
+        ),
+        data=seek.SerializeToString(),
     ).SerializeToString()
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 from fabric_protos.gateway import gateway_pb2
+from fabric_protos.peer import events_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 _DETAILS_KEY = "grpc-status-details-bin"
 _SERVICE = "/gateway.Gateway/"
+_DELIVER_FILTERED = "/protos.Deliver/DeliverFiltered"  # the peer's own service, beside the gateway
 
 E = TypeVar("E", bound=GatewayError)
 
@@ -67,7 +69,8 @@ def to_gateway_error(error: grpc.RpcError, error_type: type[E], transaction_id: 
 
 
 class GatewayStub:
-    """Typed unary and streaming calls on ``gateway.Gateway`` over one channel."""
+    """Typed unary and streaming calls on ``gateway.Gateway`` (and the peer's ``protos.Deliver``) over one
+    channel."""
 
     def __init__(self, channel: grpc.Channel) -> None:
         def unary(name: str, response: type[Message]) -> grpc.UnaryUnaryMultiCallable:
@@ -85,6 +88,11 @@ class GatewayStub:
             _SERVICE + "ChaincodeEvents",
             request_serializer=_serialize,
             response_deserializer=gateway_pb2.ChaincodeEventsResponse.FromString,
+        )
+        self._deliver_filtered = channel.stream_stream(
+            _DELIVER_FILTERED,
+            request_serializer=_serialize,
+            response_deserializer=events_pb2.DeliverResponse.FromString,
         )
 
     @staticmethod
@@ -120,6 +128,12 @@ class GatewayStub:
         return self._chaincode_events(request, timeout=timeout)
 
 
+    def deliver_filtered(self, envelope: bytes, timeout: float | None) -> grpc.Call:
+        """Open a filtered-block stream with one signed seek ``envelope`` (the request side then closes; the peer
+        serves it to its stop block). Iterate it through :func:`iterate_stream`."""
+        return self._deliver_filtered(iter((envelope,)), timeout=timeout)
+
+
 def iterate_stream(call: grpc.Call, error_type: type[E]) -> Iterator[Message]:
     """Yield a server stream's messages; a local cancel ends it quietly, any other failure raises ``error_type``."""
     try:
@@ -142,6 +156,8 @@ class ClientContext:
     identity: X509Identity
     signer: Signer | None
     timeouts: Timeouts
+    #: SHA-256 of the client's TLS certificate (DER) under mutual TLS; Deliver requests carry it.
+    tls_cert_hash: bytes = b""
 
     def sign(self, digest: bytes) -> bytes:
         if self.signer is None:

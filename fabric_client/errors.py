@@ -109,6 +109,21 @@ class ChaincodeEventsError(GatewayError):
     """The chaincode event stream broke; reconnect from your checkpoint."""
 
 
+class BlockEventsError(GatewayError):
+    """The peer refused or ended a block stream (``protos.Deliver``): a gRPC failure, or a final status other
+    than SUCCESS in ``deliver_status`` (``FORBIDDEN``, ``NOT_FOUND``, ``BAD_REQUEST``, ``SERVICE_UNAVAILABLE``).
+    Reconnect from the block after the last one received."""
+
+    def __init__(self, message: str, *, deliver_status: str | None = None, **kwargs: object) -> None:
+        self.deliver_status = deliver_status
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+    def _retryable(self, texts: tuple[str, ...]) -> bool:
+        if self.deliver_status is not None:
+            return self.deliver_status == "SERVICE_UNAVAILABLE"
+        return super()._retryable(texts)
+
+
 class CommitError(GatewayError):
     """The transaction was committed with a validation code other than VALID (it wrote nothing).
 

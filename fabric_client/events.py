@@ -14,9 +14,10 @@ from typing import Generic, TypeVar
 
 import grpc
 from fabric_protos.gateway import gateway_pb2
+from google.protobuf.message import Message
 
 from fabric_client._rpc import iterate_stream
-from fabric_client.errors import ChaincodeEventsError
+from fabric_client.errors import ChaincodeEventsError, GatewayError
 
 T = TypeVar("T")
 
@@ -41,12 +42,13 @@ class ChaincodeEventBlock:
 
 
 class EventStream(Generic[T]):
-    """An iterator over a server stream that can be closed (cancelled) from any thread."""
+    """An iterator over a server stream that can be closed (cancelled) from any thread; a failure of the stream
+    raises ``error_type``."""
 
-    def __init__(self, call: grpc.Call, convert: Callable[[Iterator[gateway_pb2.ChaincodeEventsResponse]],
-                                                          Iterator[T]]) -> None:
+    def __init__(self, call: grpc.Call, convert: Callable[[Iterator[Message]], Iterator[T]],
+                 error_type: type[GatewayError] = ChaincodeEventsError) -> None:
         self._call = call
-        self._items = convert(iterate_stream(call, ChaincodeEventsError))
+        self._items = convert(iterate_stream(call, error_type))
 
     def __iter__(self) -> Iterator[T]:
         return self

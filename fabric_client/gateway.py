@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from fabric_protos.common import ledger_pb2
+from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2
 
 from fabric_client import _builders
 from fabric_client._builders import Arg
 from fabric_client._rpc import ClientContext, GatewayStub
+from fabric_client.blocks import BlockStream, open_block_stream
 from fabric_client.checkpoint import Checkpoint
 from fabric_client.errors import CommitError
 from fabric_client.events import ChaincodeEvent, ChaincodeEventBlock, EventStream, event_blocks, events
@@ -100,23 +101,36 @@ def connect(
     else:
         if (client_cert is None) != (client_key is None):
             raise ValueError("mutual TLS needs both client_cert and client_key")
+        chain = _pem(client_cert)
         credentials = grpc.ssl_channel_credentials(
             root_certificates=_pem(tls_root_cert),
             private_key=_pem(client_key),
-            certificate_chain=_pem(client_cert),
+            certificate_chain=chain,
         )
         channel = grpc.secure_channel(endpoint, credentials, options=options)
+        if chain is not None:
+            return Gateway(channel, identity, signer, timeouts or Timeouts(), tls_cert_hash=tls_cert_hash(chain))
     return Gateway(channel, identity, signer, timeouts or Timeouts())
+
+
+def tls_cert_hash(chain_pem: bytes) -> bytes:
+    """SHA-256 of the DER of the first certificate in ``chain_pem``: how a peer under mutual TLS binds a
+    Deliver request to the TLS session that carries it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return _builders.sha256(x509.load_pem_x509_certificate(chain_pem).public_bytes(Encoding.DER))
 
 
 class Gateway:
     """A connection to one peer's Gateway service on behalf of one client identity."""
 
     def __init__(
-        self, channel: grpc.Channel, identity: X509Identity, signer: Signer | None, timeouts: Timeouts
+        self, channel: grpc.Channel, identity: X509Identity, signer: Signer | None, timeouts: Timeouts, *,
+        tls_cert_hash: bytes = b"",
     ) -> None:
         self._channel = channel
-        self._context = ClientContext(GatewayStub(channel), identity, signer, timeouts)
+        self._context = ClientContext(GatewayStub(channel), identity, signer, timeouts, tls_cert_hash)
 
     @property
     def identity(self) -> X509Identity:
@@ -226,6 +240,27 @@ class Network:
             request=request, signature=self._context.sign(_builders.sha256(request))
         )
         return self._context.stub.chaincode_events(signed.SerializeToString(), timeout)
+
+    def filtered_blocks(self, *, start_block: int | None = None, newest: bool = False,
+                        timeout: float | None = None) -> BlockStream:
+        """Stream the channel's blocks, filtered (each transaction's id and validation code), from the peer's
+        Deliver service.
+
+        Start: ``start_block``; or, with ``newest``, the newest block now (it arrives at once, so its arrival
+        proves the stream is in place); else the next block to be committed. The stream follows the chain
+        until closed; ``timeout`` bounds it as a whole. Needs the channel's Readers policy, as CommitStatus.
+        """
+        if newest and start_block is not None:
+            raise ValueError("give start_block or newest, not both")
+        payload = _builders.build_seek_payload(
+            channel=self.name,
+            creator=self._context.identity.creator,
+            start=_builders.NEWEST if newest else start_block,
+            timestamp_ns=time.time_ns(),
+            tls_cert_hash=self._context.tls_cert_hash,
+        )
+        envelope = common_pb2.Envelope(payload=payload, signature=self._context.sign(_builders.sha256(payload)))
+        return open_block_stream(self._context.stub.deliver_filtered(envelope.SerializeToString(), timeout))
 
     def chain_info(self, *, timeout: float | None = None) -> ChainInfo:
         """Ledger height and newest block hashes (qscc ``GetChainInfo`` through Evaluate)."""

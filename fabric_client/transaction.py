@@ -127,14 +127,12 @@ class Commit:
 
 
 def new_commit(context: ClientContext, transaction_id: str, channel: str) -> Commit:
-    """A commit-status request for ``transaction_id``, signed now when a signer is available."""
+    """A commit-status request for ``transaction_id``, signed on its first :meth:`Commit.status` (as the Go
+    SDK does: a caller who learns the outcome otherwise, e.g. from filtered blocks, signs nothing)."""
     request = _builders.build_commit_status_request(
         transaction_id=transaction_id, channel=channel, creator=context.identity.creator
     )
-    signed = gateway_pb2.SignedCommitStatusRequest(request=request)
-    if context.signer is not None:
-        signed.signature = context.signer(hashlib.sha256(request).digest())
-    return Commit(context, signed)
+    return Commit(context, gateway_pb2.SignedCommitStatusRequest(request=request))
 
 
 def _result_from_transaction(data: bytes) -> bytes:

@@ -297,6 +297,9 @@ OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
 OUTBOX_POLL_INTERVAL = env_float("OUTBOX_POLL_INTERVAL", 1.0, minimum=0.01)
 # A submitter's row writes wait up to this long to be written together (outbox.submitter.DbWriter).
 OUTBOX_WRITE_LINGER_MS = env_float("OUTBOX_WRITE_LINGER_MS", 20.0, minimum=0.0)
+# A submitter learns its new transactions' commit statuses from one filtered-block stream (the peer's Deliver
+# service, ACL event/FilteredBlock = channel Readers) instead of a signed CommitStatus call each; off: CommitStatus.
+OUTBOX_COMMITS_FROM_BLOCKS = env_bool("OUTBOX_COMMITS_FROM_BLOCKS", True)
 # Retry delay = min(max, base * 2**(attempts-1)), jittered to 50–100 % of that (outbox.services.backoff_seconds).
 OUTBOX_BACKOFF_BASE_SECONDS = env_float("OUTBOX_BACKOFF_BASE_SECONDS", 1.0, minimum=0.01)
 OUTBOX_BACKOFF_MAX_SECONDS = env_float("OUTBOX_BACKOFF_MAX_SECONDS", 300.0, minimum=0.01)

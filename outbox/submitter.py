@@ -51,6 +51,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from fabric_client import EndorseError, SubmitError
 from fabric_client.errors import CommitStatusError
+from outbox.commit_watch import FROM_BLOCKS, FROM_QUERY, CommitWatcher, Expected
 from outbox.models import CommandStatus, CommandType, OutboxCommand
 from outbox.services import (
     LeaseLost,
@@ -291,6 +292,7 @@ class _Slot:
 def process_command(
     command: OutboxCommand | int, *, worker_id: str, fabric: Fabric, write: Write = _direct,
     fabric_slots: FabricSlots | None = None, endorsing: Tally | None = None, post: Post | None = None,
+    commits: CommitWatcher | None = None,
 ) -> str:
     """One attempt at a command leased to ``worker_id`` (the row as claimed, or its id); returns what became
     of it: ``committed``, ``failed`` (final; dead-lettered or not), ``retried`` or ``lost`` (lease taken over).
@@ -301,7 +303,9 @@ def process_command(
     those, see :class:`DbWriter`). ``post`` (when given) takes the write of a VALID commit without waiting
     for it: the thread goes on to its next command, and ``committed`` means committed on the chain, recorded
     soon after (until then the row keeps its lease and envelope: if the record is lost, the lease runs out and
-    the next attempt resubmits the same envelope, and CommitStatus says VALID again).
+    the next attempt resubmits the same envelope, and CommitStatus says VALID again). ``commits`` (when
+    given) answers the commit status of a first submission from its filtered-block stream instead of a
+    CommitStatus call (:mod:`outbox.commit_watch`; CommitStatus whenever it cannot answer).
     """
     fetched = not isinstance(command, OutboxCommand)
     if fetched:
@@ -319,7 +323,8 @@ def process_command(
     slot = _Slot(fabric_slots)
     slot.acquire()
     try:
-        commit = None  # the signed CommitStatus request that Submit returns (a signature saved per command)
+        commit = None  # the CommitStatus request that Submit returns (signed only if asked)
+        expected: Expected | None = None  # the block stream's answer to come, for a first submission
         if command.status == CommandStatus.SUBMITTED and command.tx_id and command.signed_envelope:
             transaction = fabric.gateway.transaction_from_bytes(bytes(command.signed_envelope))
             try:
@@ -346,9 +351,13 @@ def process_command(
                 return _endorse_failed(command, lease, refused, write)
             release_db()
             crash_point("after_endorse")
+            if commits is not None:  # before Submit: the block carrying it cannot pass by unseen
+                expected = commits.expect(transaction.transaction_id)
             try:
                 commit = transaction.submit()
             except SubmitError as exc:
+                if expected is not None:
+                    commits.forget(transaction.transaction_id)  # type: ignore[union-attr]
                 slot.release()
                 if exc.retryable:  # ambiguous: resend the same envelope next time
                     return _retry(command, lease, write=write, error=f"submit: {exc}", new_transaction=False)
@@ -362,9 +371,16 @@ def process_command(
         tx_id = transaction.transaction_id
         log["tx_id"] = tx_id
         try:
-            if commit is None:
-                commit = fabric.network.new_commit(tx_id)
-            status = commit.status(timeout=settings.FABRIC_COMMIT_STATUS_TIMEOUT)
+            status = expected.wait(settings.FABRIC_COMMIT_STATUS_TIMEOUT) if expected is not None else None
+            if status is not None:
+                FROM_BLOCKS.inc()
+            else:
+                if expected is not None:
+                    commits.forget(tx_id)  # type: ignore[union-attr]
+                if commit is None:
+                    commit = fabric.network.new_commit(tx_id)
+                status = commit.status(timeout=settings.FABRIC_COMMIT_STATUS_TIMEOUT)
+                FROM_QUERY.inc()
         except CommitStatusError as exc:
             slot.release()
             if exc.retryable:
@@ -692,11 +708,13 @@ class Submitter:
     :meth:`drain` on shutdown. ``wake`` is called whenever a command finishes, since that may make the next
     command of its aggregate due. Besides the commands in flight it holds up to ``prefetch`` claimed ones
     ready, so a thread that finishes starts the next transaction at once instead of waiting for the next claim
-    (leases cover them too).
+    (leases cover them too). With ``block_stream``, the commit statuses of first submissions come from one
+    filtered-block stream (:mod:`outbox.commit_watch`) instead of a signed CommitStatus call each.
     """
 
     def __init__(self, fabric: Fabric, *, worker_id: str, max_in_flight: int, batch_size: int,
-                 lease_seconds: float, wake: Callable[[], None] = lambda: None, prefetch: int | None = None) -> None:
+                 lease_seconds: float, wake: Callable[[], None] = lambda: None, prefetch: int | None = None,
+                 block_stream: bool = False) -> None:
         self.fabric = fabric
         self.worker_id = worker_id
         self.max_in_flight = max_in_flight
@@ -728,8 +746,11 @@ class Submitter:
         self.fabric_slots = FabricSlots(max_in_flight)
         # The longest one unit may legitimately take: each Fabric call ends by its deadline and each of its
         # (at most three) row writes by the write timeout; waiting for a Fabric slot does not count.
+        # With the block stream, a status it did not deliver in time is asked of CommitStatus after it.
+        self.commits = CommitWatcher(lambda: fabric.network.filtered_blocks(newest=True)) if block_stream else None
+        status_waits = 2 if self.commits is not None else 1
         unit_seconds = (settings.FABRIC_ENDORSE_TIMEOUT + settings.FABRIC_SUBMIT_TIMEOUT
-                        + settings.FABRIC_COMMIT_STATUS_TIMEOUT + 3 * lease_seconds + heartbeat)
+                        + status_waits * settings.FABRIC_COMMIT_STATUS_TIMEOUT + 3 * lease_seconds + heartbeat)
         # A thread per Fabric slot: a thread hands a VALID commit's record to the outcome writer and takes its
         # next command at once (post); only the rarer outcomes it waits for (failures, retries) leave its slot
         # idle meanwhile. Spare threads cost CPU per command: with twice as many threads as slots, each slot
@@ -766,6 +787,9 @@ class Submitter:
         """``(healthy, detail)``: every writer and worker thread alive and none stuck on one unit."""
         threads = [self._store_writer.watch, self._outcome_writer.watch, *self._workers]
         problems = [problem for thread in threads if (problem := thread.problem())]
+        if self.commits is not None:
+            threads.append(self.commits)
+            problems += filter(None, [self.commits.health()])
         if problems:
             return False, "; ".join(problems)
         return True, f"{len(threads)} submitter threads ok"
@@ -817,6 +841,8 @@ class Submitter:
         while (self.in_flight or self._posted.value) and time.monotonic() < deadline:
             self.renew_leases()
             time.sleep(0.05)
+        if self.commits is not None:  # whoever still waits on it asks CommitStatus (fenced by its lease)
+            self.commits.stop()
         with self._lock:
             left = set(self._in_flight)
         if not left:
@@ -840,7 +866,8 @@ class Submitter:
             fault_point("worker")
             if self.claiming:
                 process_command(command, worker_id=self.worker_id, fabric=self.fabric, write=self.write,
-                                fabric_slots=self.fabric_slots, endorsing=self._endorsing, post=self.post)
+                                fabric_slots=self.fabric_slots, endorsing=self._endorsing, post=self.post,
+                                commits=self.commits)
             else:  # shutting down before it started: hand it back at once
                 outbox_release(worker_id=self.worker_id, ids=[command_id])
         except Exception as exc:

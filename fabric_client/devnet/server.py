@@ -17,13 +17,15 @@ One process plays the gateway peer, its endorser, a single orderer and the commi
 - **CommitStatus** blocks until the tx id commits or the client's deadline passes (never "not found") and reports
   the first occurrence; **ChaincodeEvents** implements the start rules (Oldest/Newest → INVALID_ARGUMENT,
   NextCommit = height, ``after_transaction_id`` skip) and sends one message per block with matching events.
+- **DeliverFiltered** (the peer's ``protos.Deliver``, beside the gateway): signed seek requests, the start and stop
+  rules and final statuses of Fabric's deliver handler, one filtered block (tx ids and validation codes) per block.
 - qscc ``GetChainInfo`` through Evaluate. Errors carry real ``google.rpc.Status`` details (``gateway.ErrorDetail``).
 
 The ledger is a SQLite file under the data directory (:mod:`.ledger`): a restart on the same directory keeps the
 chain. Transactions accepted by Submit but not yet in a block are cut into a final block on a clean stop; a
 ``kill -9`` loses them, as an orderer crash before consensus would.
 
-Not modelled: the peer's Deliver service (block events), range queries, private data, several organisations.
+Not modelled: full blocks (``Deliver``, ``DeliverWithPrivateData``), range queries, private data, several organisations.
 Speed: endorsements this process signed are not verified again at commit (any other is); :meth:`DevnetServer.seed`
 builds large chains without gRPC.
 """
@@ -37,7 +39,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +47,18 @@ from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.msp import identities_pb2
+from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import (
     chaincode_event_pb2,
     chaincode_pb2,
+    events_pb2,
+    events_pb2_grpc,
     proposal_pb2,
     proposal_response_pb2,
     transaction_pb2,
@@ -716,6 +722,126 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             block = end
 
 
+class DeliverService(events_pb2_grpc.DeliverServicer):
+    """The peer's ``protos.Deliver``, filtered blocks only (``Deliver`` and ``DeliverWithPrivateData`` answer
+    UNIMPLEMENTED), with the checks of Fabric's ``common/deliver`` handler and their final statuses: a bad
+    envelope, header, timestamp (±15 min), TLS binding or seek info → BAD_REQUEST; another channel →
+    NOT_FOUND; a creator or signature the MSP refuses → FORBIDDEN; a start block above the height →
+    NOT_FOUND. Then one ``FilteredBlock`` per block from the start through the stop block (waiting for blocks
+    not yet committed unless FAIL_IF_NOT_READY), then SUCCESS, and the next seek request on the same stream.
+    Chaincode events appear, without payload, for VALID transactions only (devnet keeps no other's events).
+    """
+
+    def __init__(self, *, channel: str, membership: Membership, ledger: Ledger, committer: Committer,
+                 tls_client_auth: bool) -> None:
+        self._channel = channel
+        self._membership = membership
+        self._ledger = ledger
+        self._committer = committer
+        self._tls_client_auth = tls_client_auth
+
+    def DeliverFiltered(  # gRPC method name
+        self, request_iterator: Iterator[common_pb2.Envelope], context: grpc.ServicerContext
+    ) -> Iterator[events_pb2.DeliverResponse]:
+        for envelope in request_iterator:
+            status = yield from self._deliver(envelope, context)
+            yield events_pb2.DeliverResponse(status=status)
+            if status != common_pb2.SUCCESS:
+                return
+
+    def _deliver(
+        self, envelope: common_pb2.Envelope, context: grpc.ServicerContext
+    ) -> Generator[events_pb2.DeliverResponse, None, int]:
+        try:
+            payload = common_pb2.Payload.FromString(envelope.payload)
+            if not payload.HasField("header"):
+                return common_pb2.BAD_REQUEST
+            header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+        except DecodeError:
+            return common_pb2.BAD_REQUEST
+        if not header.HasField("timestamp"):
+            return common_pb2.BAD_REQUEST
+        now = datetime.datetime.now(datetime.UTC)
+        if abs(now - header.timestamp.ToDatetime(tzinfo=datetime.UTC)) > TIME_WINDOW:
+            log.info("devnet: deliver refused: envelope timestamp more than 15m apart from server time")
+            return common_pb2.BAD_REQUEST
+        if self._tls_client_auth and header.tls_cert_hash != _client_cert_hash(context):
+            log.info("devnet: deliver refused: TLS binding does not match the client certificate")
+            return common_pb2.BAD_REQUEST
+        if header.channel_id != self._channel:
+            return common_pb2.NOT_FOUND
+        try:
+            creator = common_pb2.SignatureHeader.FromString(payload.header.signature_header).creator
+            self._membership.verify(creator, envelope.payload, envelope.signature)
+        except (DecodeError, AccessDenied) as exc:
+            log.info("devnet: deliver refused: %s", getattr(exc, "reason", "bad signature header"))
+            return common_pb2.FORBIDDEN
+        try:
+            seek = ab_pb2.SeekInfo.FromString(payload.data)
+        except DecodeError:
+            return common_pb2.BAD_REQUEST
+        if not seek.HasField("start") or not seek.HasField("stop"):
+            return common_pb2.BAD_REQUEST
+        height = self._ledger.height
+        start_kind = seek.start.WhichOneof("Type")
+        if start_kind == "oldest":
+            number = 0
+        elif start_kind == "newest":
+            number = height - 1
+        elif start_kind == "next_commit":
+            number = height
+        elif start_kind == "specified" and seek.start.specified.number <= height:
+            number = seek.start.specified.number
+        else:  # the file ledger's iterator: a block beyond the next one, or no position
+            return common_pb2.NOT_FOUND
+        stop_kind = seek.stop.WhichOneof("Type")
+        stop = 0  # what the handler leaves it at for a stop position it does not know
+        if stop_kind == "oldest" or (stop_kind == "newest" and seek.start == seek.stop):
+            stop = number
+        elif stop_kind == "newest":
+            stop = height - 1
+        elif stop_kind == "specified":
+            stop = seek.stop.specified.number
+            if stop < number:
+                return common_pb2.BAD_REQUEST
+        while True:
+            if seek.behavior == ab_pb2.SeekInfo.FAIL_IF_NOT_READY and number > self._ledger.height - 1:
+                return common_pb2.NOT_FOUND
+            while self._ledger.height <= number:
+                if self._committer.stopping:
+                    _abort(context, grpc.StatusCode.UNAVAILABLE, "peer is shutting down")
+                if not context.is_active():
+                    _abort(context, grpc.StatusCode.CANCELLED, "context canceled")
+                self._committer.wait_for_height_above(number, 0.5)
+            yield events_pb2.DeliverResponse(filtered_block=self._filtered_block(number))
+            if number == stop:
+                return common_pb2.SUCCESS
+            number += 1
+
+    def _filtered_block(self, number: int) -> events_pb2.FilteredBlock:
+        block = events_pb2.FilteredBlock(channel_id=self._channel, number=number)
+        if number == 0:  # the genesis block: one config transaction without id
+            block.filtered_transactions.add(type=common_pb2.CONFIG, tx_validation_code=transaction_pb2.VALID)
+            return block
+        events = {event.tx_id: event for event in self._ledger.events(number, number + 1)}
+        for tx_id, code in self._ledger.transactions(number):
+            transaction = block.filtered_transactions.add(
+                txid=tx_id, type=common_pb2.ENDORSER_TRANSACTION, tx_validation_code=code)
+            event = events.get(tx_id) if code == transaction_pb2.VALID else None
+            if event is not None:
+                transaction.transaction_actions.chaincode_actions.add(chaincode_event=chaincode_event_pb2.ChaincodeEvent(
+                    chaincode_id=event.chaincode, tx_id=tx_id, event_name=event.name))
+        return block
+
+
+def _client_cert_hash(context: grpc.ServicerContext) -> bytes:
+    """SHA-256 of the DER of the client's TLS certificate (b"" without one)."""
+    certs = context.auth_context().get("x509_pem_cert")
+    if not certs:
+        return b""
+    return hashlib.sha256(x509.load_pem_x509_certificate(certs[0]).public_bytes(Encoding.DER)).digest()
+
+
 def _genesis_envelope(channel: str) -> bytes:
     """A config-type envelope standing for the channel's genesis configuration (block 0)."""
     header = common_pb2.ChannelHeader(type=common_pb2.CONFIG, channel_id=channel)
@@ -789,6 +915,10 @@ class DevnetServer:
             own_endorsements=own_endorsements,
         )
         gateway_pb2_grpc.add_GatewayServicer_to_server(self._service, self._server)
+        events_pb2_grpc.add_DeliverServicer_to_server(DeliverService(
+            channel=CHANNEL, membership=self._membership, ledger=self.ledger, committer=self._committer,
+            tls_client_auth=self.tls_client_auth,
+        ), self._server)
 
     def _bind(self, port: int) -> int:
         address = f"{self.host}:{port}"

@@ -82,6 +82,7 @@ class Command(WorkerCommand):
             batch_size=settings.OUTBOX_BATCH_SIZE,
             lease_seconds=settings.OUTBOX_LEASE_SECONDS,
             wake=self.wake,
+            block_stream=settings.OUTBOX_COMMITS_FROM_BLOCKS,
         )
         logger.info("submitter %s: %d in flight, lease %ss", self.worker_id, settings.OUTBOX_MAX_IN_FLIGHT,
                     settings.OUTBOX_LEASE_SECONDS, extra={"worker_id": self.worker_id})
