@@ -356,8 +356,8 @@ def process_command(
             try:
                 commit = transaction.submit()
             except SubmitError as exc:
-                if expected is not None:
-                    commits.forget(transaction.transaction_id)  # type: ignore[union-attr]
+                if commits is not None:
+                    commits.forget(transaction.transaction_id)
                 slot.release()
                 if exc.retryable:  # ambiguous: resend the same envelope next time
                     return _retry(command, lease, write=write, error=f"submit: {exc}", new_transaction=False)
@@ -375,8 +375,8 @@ def process_command(
             if status is not None:
                 FROM_BLOCKS.inc()
             else:
-                if expected is not None:
-                    commits.forget(tx_id)  # type: ignore[union-attr]
+                if commits is not None:
+                    commits.forget(tx_id)
                 if commit is None:
                     commit = fabric.network.new_commit(tx_id)
                 status = commit.status(timeout=settings.FABRIC_COMMIT_STATUS_TIMEOUT)
@@ -744,10 +744,10 @@ class Submitter:
         self._lock = threading.Lock()
         self._renewed_at = time.monotonic()
         self.fabric_slots = FabricSlots(max_in_flight)
-        # The longest one unit may legitimately take: each Fabric call ends by its deadline and each of its
-        # (at most three) row writes by the write timeout; waiting for a Fabric slot does not count.
-        # With the block stream, a status it did not deliver in time is asked of CommitStatus after it.
         self.commits = CommitWatcher(lambda: fabric.network.filtered_blocks(newest=True)) if block_stream else None
+        # The longest one unit may legitimately take: each Fabric call ends by its deadline and each of its
+        # (at most three) row writes by the write timeout; waiting for a Fabric slot does not count. With the
+        # block stream, a status it did not deliver in time is asked of CommitStatus after it.
         status_waits = 2 if self.commits is not None else 1
         unit_seconds = (settings.FABRIC_ENDORSE_TIMEOUT + settings.FABRIC_SUBMIT_TIMEOUT
                         + status_waits * settings.FABRIC_COMMIT_STATUS_TIMEOUT + 3 * lease_seconds + heartbeat)
@@ -784,7 +784,8 @@ class Submitter:
             return len(self._in_flight)
 
     def health(self) -> tuple[bool, str]:
-        """``(healthy, detail)``: every writer and worker thread alive and none stuck on one unit."""
+        """``(healthy, detail)``: every writer and worker thread (and the block stream's) alive, none stuck on one
+        unit."""
         threads = [self._store_writer.watch, self._outcome_writer.watch, *self._workers]
         problems = [problem for thread in threads if (problem := thread.problem())]
         if self.commits is not None:
