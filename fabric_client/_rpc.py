@@ -127,7 +127,6 @@ class GatewayStub:
         """Open the event stream; iterate it through :func:`iterate_stream`."""
         return self._chaincode_events(request, timeout=timeout)
 
-
     def deliver_filtered(self, envelope: bytes, timeout: float | None) -> grpc.Call:
         """Open a filtered-block stream with one signed seek ``envelope`` (the request side then closes; the peer
         serves it to its stop block). Iterate it through :func:`iterate_stream`."""

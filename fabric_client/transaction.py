@@ -89,7 +89,8 @@ class Transaction:
 class Commit:
     """The pending outcome of one transaction id (``gateway.SignedCommitStatusRequest``).
 
-    The request has no nonce or timestamp, so its bytes can be stored and replayed forever.
+    The request has no nonce or timestamp, so its bytes can be stored and replayed forever. A new one is signed
+    on its first :meth:`status` (or offline: :meth:`digest`, then ``Gateway.commit_from_bytes``).
     """
 
     def __init__(self, context: ClientContext, signed: gateway_pb2.SignedCommitStatusRequest) -> None:
