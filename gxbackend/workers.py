@@ -26,10 +26,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 logger = logging.getLogger("gxbackend.workers")
+OUTAGE_PAUSE_SECONDS = 1.0  # after a unit failed on the database being away
 
 # Young-generation size of a worker's garbage collector (CPython's default is 700 allocations).
 GC_YOUNG_THRESHOLD = 10_000
@@ -118,11 +119,25 @@ class WorkerCommand(BaseCommand):
     def loop(self, *, once: bool = False) -> None:
         while not self.stopping.is_set():
             self.beat()
+            outage = False
             try:
                 found_work = self.run_unit()
+            except (OperationalError, InterfaceError) as exc:
+                # The database restarting or unreachable is an outage a long-running worker outlives (the
+                # unit's own handling comes first; this is the net under it). Errors of the schema or the SQL
+                # (ProgrammingError, IntegrityError...) still end the process, as does any error with --once.
+                if once:
+                    raise
+                said = (str(exc).strip().splitlines() or [""])[0]
+                logger.warning("%s: database unavailable (%s: %s); trying again in %.0f s", self.worker_name,
+                               type(exc).__name__, said, OUTAGE_PAUSE_SECONDS, extra={"worker": self.worker_name})
+                found_work, outage = False, True
             finally:
                 # A worker lives for days: drop connections that broke or outlived CONN_MAX_AGE.
                 close_old_connections()
+            if outage:
+                self.sleep(OUTAGE_PAUSE_SECONDS)
+                continue
             if found_work:
                 continue
             if once:

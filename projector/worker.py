@@ -156,7 +156,14 @@ class Projector:
             if not self.lock.try_acquire():
                 metrics.IS_LEADER.set(0)
                 return False
-            checkpoint = services.get_checkpoint(self.name)
+            try:
+                checkpoint = services.get_checkpoint(self.name)
+            except DATABASE_ERRORS as exc:  # lead once the checkpoint can be read; a standby meanwhile
+                logger.warning("projector cannot read its checkpoint: database unavailable (%s)",
+                               type(exc).__name__)
+                self.stop_leading()
+                self.back_off()
+                return False
             logger.info("projector leads from block %s (after tx %r)", checkpoint.block_number,
                         checkpoint.transaction_id, extra={"block": checkpoint.block_number})
             metrics.IS_LEADER.set(1)
@@ -280,7 +287,10 @@ class Projector:
             self.network = None if self.reader is None else self.network
             return
         self.height = info.height
-        services.store_chain_height(info.height, name=self.name)
+        try:
+            services.store_chain_height(info.height, name=self.name)
+        except DATABASE_ERRORS as exc:  # PostgreSQL restarting: the next poll stores it
+            logger.warning("projector cannot store the chain height: database unavailable (%s)", type(exc).__name__)
 
     def stop_leading(self) -> None:
         self.close_stream()

@@ -116,3 +116,41 @@ def test_a_worker_whose_metrics_port_is_taken_exits_non_zero_with_one_line_namin
     assert done.stderr.strip().splitlines()[-1] == (
         f"CommandError: cannot serve metrics on 127.0.0.1:{port}: Address already in use (another process listens"
         " there? set PROJECTOR_METRICS_PORT or --metrics-port)")
+
+
+class FlakyDatabaseWorker(CountingWorker):
+    """Its second unit meets the database restarting; its fourth, a schema error."""
+
+    def run_unit(self) -> bool:
+        from django.db import OperationalError, ProgrammingError
+
+        self.units += 1
+        if self.units == 2:
+            raise OperationalError("terminating connection due to administrator command\nSSL SYSCALL error")
+        if self.units == 4:
+            raise ProgrammingError('relation "projector_checkpoint" does not exist')
+        return True
+
+
+def test_the_loop_outlives_the_database_restarting_but_not_a_schema_error(monkeypatch, caplog):
+    from django.db import ProgrammingError
+
+    from gxbackend import workers
+
+    monkeypatch.setattr(workers, "OUTAGE_PAUSE_SECONDS", 0.01)
+    worker = FlakyDatabaseWorker(work_items=0)
+    with caplog.at_level("WARNING", logger="gxbackend.workers"), pytest.raises(ProgrammingError):
+        worker.loop()
+    assert worker.units == 4
+    assert [r.getMessage() for r in caplog.records] == [
+        "counting: database unavailable (OperationalError: terminating connection due to administrator command);"
+        " trying again in 0 s"]
+
+
+def test_with_once_a_database_error_ends_the_loop():
+    from django.db import OperationalError
+
+    worker = FlakyDatabaseWorker(work_items=0)
+    with pytest.raises(OperationalError):
+        worker.loop(once=True)
+    assert worker.units == 2

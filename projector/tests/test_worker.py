@@ -128,3 +128,40 @@ def test_a_database_outage_while_applying_is_retried_without_calling_the_project
         assert Checkpoint.objects.get(name=CHECKPOINT_NAME).block_number == 2
     finally:
         worker.close()
+
+
+def test_the_database_restarting_while_the_chain_height_is_stored_or_the_checkpoint_read_is_outlived(
+        make_user, monkeypatch, caplog):
+    from django.db import OperationalError
+
+    from projector import metrics, services
+
+    alice = make_user()
+    network = ScriptedNetwork([block(1, user_created(alice.pk.hex))], height=2)
+    real_get, real_store = services.get_checkpoint, services.store_chain_height
+    outage = {"get": 1, "store": 1}
+
+    def failing(name, real):
+        def call(*args, **kwargs):
+            if outage[name]:
+                outage[name] -= 1
+                raise OperationalError("terminating connection due to administrator command")
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(services, "get_checkpoint", failing("get", real_get))
+    monkeypatch.setattr(services, "store_chain_height", failing("store", real_store))
+    worker = Projector(network_factory=lambda: network, chaincode="gxcc", wait_timeout=0.05)
+    try:
+        with caplog.at_level("WARNING", logger="projector"):
+            run_steps(worker, 1)  # took the lock, could not read the checkpoint: gave the lead back
+            assert not worker.leading and metrics.IS_LEADER._value.get() == 0
+            run_steps(worker, 6)
+        assert worker.leading and metrics.IS_LEADER._value.get() == 1
+        assert Wallet.objects.filter(pk=alice.pk).exists()
+        assert Checkpoint.objects.get(name=CHECKPOINT_NAME).chain_height == 2
+        said = [r.getMessage() for r in caplog.records]
+        assert "projector cannot read its checkpoint: database unavailable (OperationalError)" in said
+        assert "projector cannot store the chain height: database unavailable (OperationalError)" in said
+    finally:
+        worker.close()
