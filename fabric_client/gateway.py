@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2
 
@@ -116,9 +118,6 @@ def connect(
 def tls_cert_hash(chain_pem: bytes) -> bytes:
     """SHA-256 of the DER of the first certificate in ``chain_pem``: how a peer under mutual TLS binds a
     Deliver request to the TLS session that carries it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     return _builders.sha256(x509.load_pem_x509_certificate(chain_pem).public_bytes(Encoding.DER))
 
 

@@ -788,12 +788,11 @@ class Submitter:
         unit."""
         threads = [self._store_writer.watch, self._outcome_writer.watch, *self._workers]
         problems = [problem for thread in threads if (problem := thread.problem())]
-        if self.commits is not None:
-            threads.append(self.commits)
-            problems += filter(None, [self.commits.health()])
+        if self.commits is not None and (problem := self.commits.health()):
+            problems.append(problem)
         if problems:
             return False, "; ".join(problems)
-        return True, f"{len(threads)} submitter threads ok"
+        return True, f"{len(threads) + (self.commits is not None)} submitter threads ok"
 
     def submit_once(self) -> bool:
         """Claims what fits into the free in-flight slots; True when it claimed something (call again)."""

@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.ledger.rwset import rwset_pb2
@@ -73,6 +72,7 @@ from fabric_client.devnet import chaincode, pki
 from fabric_client.devnet.ledger import Ledger, TxRecord
 from fabric_client.devnet.msp import AccessDenied, Membership
 from fabric_client.devnet.shim import Response, Stub, Version
+from fabric_client.gateway import tls_cert_hash
 from fabric_client.signing import EcdsaSigner
 
 if TYPE_CHECKING:
@@ -837,9 +837,7 @@ class DeliverService(events_pb2_grpc.DeliverServicer):
 def _client_cert_hash(context: grpc.ServicerContext) -> bytes:
     """SHA-256 of the DER of the client's TLS certificate (b"" without one)."""
     certs = context.auth_context().get("x509_pem_cert")
-    if not certs:
-        return b""
-    return hashlib.sha256(x509.load_pem_x509_certificate(certs[0]).public_bytes(Encoding.DER)).digest()
+    return tls_cert_hash(certs[0]) if certs else b""
 
 
 def _genesis_envelope(channel: str) -> bytes:
